@@ -1,0 +1,407 @@
+"""The one configuration model of the agent.
+
+Read from a TOML file (``/etc/camtrap/camtrap.toml``, or ``$CAMTRAP_CONFIG``) and
+``CAMTRAP_*`` environment variables (``CAMTRAP_CAPTURE__BURST_FRAMES=5``); environment wins.
+Every section forbids unknown keys, so a typo fails loudly instead of being ignored.
+Fields marked ``remote=True`` may later be changed by a signed-in cloud operator (OTA issue);
+credentials and trust anchors never are.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_CONFIG_PATH = Path("/etc/camtrap/camtrap.toml")
+ENV_PREFIX = "CAMTRAP_"
+
+
+def remote(**kwargs: Any) -> Any:
+    """A field the cloud may change through a desired-config message."""
+    return Field(json_schema_extra={"remote": True}, **kwargs)
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DeviceSection(Section):
+    id: str = Field(
+        "camtrap-dev",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Device id: MQTT client id and topic segment, EXIF BodySerialNumber.",
+    )
+    deployment_id: str = Field(
+        "", max_length=128, description="Camtrap DP deploymentID; set by camtrap-provision."
+    )
+    timezone: str = Field("UTC", description="IANA zone for timestamps (always with offset).")
+    make: str = Field("camtrap", description="EXIF Make.")
+    model: str = Field("Raspberry Pi camera trap", description="EXIF Model.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
+
+
+class LocationSection(Section):
+    latitude: float | None = Field(None, ge=-90, le=90, description="WGS84, decimal degrees.")
+    longitude: float | None = Field(None, ge=-180, le=180, description="WGS84, decimal degrees.")
+    coordinate_uncertainty_m: int | None = Field(None, ge=1, description="Metres.")
+    country: str | None = Field(None, pattern=r"^[A-Z]{3}$", description="ISO 3166-1 alpha-3")
+    admin1: str | None = Field(None, pattern=r"^[A-Z0-9]{1,3}$", description="USA state code")
+
+
+class StorageSection(Section):
+    data_dir: Path = Field(Path("/var/lib/camtrap"), description="Media and the database.")
+    fallback_dir: Path = Field(
+        Path("/run/camtrap/fallback"),
+        description="Where captures go while data_dir is unwritable (RAM on a Pi).",
+    )
+    fallback_max_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=0,
+        description="RAM the fallback spool may fill before it keeps metadata only.",
+    )
+    probe_interval_s: float = Field(5.0, gt=0, description="How often to retry data_dir.")
+    commit_batch_max: int = Field(
+        16, ge=1, le=1000, description="Most frames committed in one SQLite transaction."
+    )
+    media_quota_bytes: int = remote(
+        default=0, ge=0, description="Most bytes of media kept; 0 means no quota."
+    )
+    min_free_bytes: int = remote(
+        default=512 * 1024 * 1024, ge=0, description="Free space retention keeps on the card."
+    )
+
+
+class PirSection(Section):
+    pin: int = Field(17, ge=0, le=27, description="BCM GPIO number of the PIR output.")
+    queue_len: int = remote(default=1, ge=1, le=100, description="Samples averaged per decision.")
+    sample_rate: float = remote(default=50.0, gt=0, le=1000, description="Samples per second.")
+    threshold: float = remote(default=0.5, gt=0, lt=1, description="Share of samples high.")
+    pin_factory: Literal["auto", "mock"] = Field(
+        "auto", description='"mock" uses gpiozero\'s MockFactory (simulation, tests).'
+    )
+
+
+class CameraSection(Section):
+    backend: Literal["picamera2", "replay", "synthetic"] = Field(
+        "picamera2", description="replay and synthetic are for simulation and tests."
+    )
+    main_size: tuple[int, int] = Field((2304, 1296), description="Stored JPEG size (w, h).")
+    lores_size: tuple[int, int] = Field((320, 240), description="Analysis frame size (w, h).")
+    jpeg_quality: int = remote(default=90, ge=10, le=100)
+    replay_dir: Path | None = Field(None, description="JPEG directory for the replay backend.")
+    synthetic_seed: int = Field(0, description="Seed of the synthetic scene sequence.")
+
+    @field_validator("main_size", "lores_size")
+    @classmethod
+    def _positive_size(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if value[0] <= 0 or value[1] <= 0 or value[0] % 2 or value[1] % 2:
+            raise ValueError("width and height must be positive even numbers")
+        return value
+
+
+class IrSection(Section):
+    pin: int | None = Field(None, ge=0, le=27, description="BCM GPIO of the IR LED driver.")
+    mode: Literal["auto", "on", "off", "schedule"] = remote(default="auto")
+    dark_threshold: float = remote(default=40.0, ge=0, le=255, description="mean lores luma")
+    schedule_on: str = remote(default="18:00", pattern=r"^\d\d:\d\d$")
+    schedule_off: str = remote(default="06:00", pattern=r"^\d\d:\d\d$")
+
+
+class CaptureSection(Section):
+    burst_frames: int = remote(default=3, ge=1, le=100, description="Frames per trigger.")
+    burst_interval_s: float = remote(default=0.5, ge=0, le=60, description="Between frames.")
+    max_burst_frames: int = remote(
+        default=10, ge=1, le=1000, description="Cap on a burst extended by retriggers."
+    )
+    cooldown_s: float = remote(
+        default=5.0, ge=0, le=3600, description="After a burst, before the next may start."
+    )
+    timelapse_interval_s: float = remote(
+        default=3600.0, ge=0, description="0 turns timelapse health frames off"
+    )
+
+
+class ClockSection(Section):
+    timesync_flag: Path = Field(
+        Path("/run/systemd/timesync/synchronized"), description="Exists once timesyncd synced."
+    )
+    rtc_device: Path = Field(Path("/sys/class/rtc/rtc0"), description="Present with an RTC.")
+    manual_marker: Path = Field(
+        Path("/var/lib/camtrap/clock-manual"),
+        description="Written by camtrap-provision when a technician set the time by hand.",
+    )
+    kernel_status: bool = Field(True, description="Trust adjtimex(2) as an NTP sync signal.")
+    refresh_s: float = Field(60.0, gt=0, description="How often the clock state is re-read.")
+
+
+class LogSection(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = remote(default="INFO")
+    format: Literal["json", "text"] = Field("json", description="json: one object per line.")
+
+
+DEFAULT_PACK_DIR = Path(__file__).resolve().parent / "models" / "efficientnet-lite0-imagenet"
+
+
+class VisionSection(Section):
+    """On-device classification and the blank filter (docs/vision.md explains each number).
+
+    Thresholds left unset (None) come from the model pack's manifest, then from built-in
+    defaults; a value set here overrides the pack.
+    """
+
+    enabled: bool = remote(default=True)
+    pack: Path = Field(DEFAULT_PACK_DIR, description="Model pack directory or .tar")
+    threads: int = Field(1, ge=1, le=8, description="Interpreter threads; 1 leaves cores free")
+    self_test: bool = Field(True, description="Run the pack's golden images when it is loaded")
+    species_threshold: float | None = remote(default=None, ge=0, le=1)
+    rollup_threshold: float | None = remote(default=None, ge=0, le=1)
+    blank_threshold: float | None = remote(default=None, ge=0, le=1)
+    animal_threshold: float | None = remote(
+        default=None, ge=0, le=1, description="least summed probability to name a type"
+    )
+    geofence: bool = remote(default=True)
+    top_k: int = Field(5, ge=1, le=20)
+    blank_media_policy: Literal["keep", "thumbnail", "delete"] = remote(default="thumbnail")
+    tiles: bool = remote(default=True, description="Also classify overlapping tiles")
+    tile_fraction: float = remote(default=0.6, gt=0.2, le=1.0, description="tile side / short side")
+    tile_overlap: float = remote(default=0.25, ge=0, lt=0.9)
+    max_tiles: int = remote(default=8, ge=0, le=32)
+    motion_crop: bool = remote(default=True, description="Also classify the largest motion blob")
+    motion_weight: float = remote(default=0.8, ge=0, le=1)
+    motion_min_area: float = remote(
+        default=0.002, gt=0, lt=1, description="blob area (share of frame) where evidence starts"
+    )
+    motion_full_area: float = remote(
+        default=0.02, gt=0, le=1, description="blob area at which motion evidence is full"
+    )
+    motion_sigma: float = remote(default=4.0, gt=0, description="noise sigmas for a changed cell")
+    background_alpha: float = remote(default=0.2, gt=0, le=1)
+
+
+class MqttSection(Section):
+    host: str = "localhost"
+    port: int = Field(8883, ge=1, le=65535)
+    tls: bool = True
+    ca_file: Path | None = Field(None, description="Fleet CA; None uses the system trust store.")
+    cert_file: Path | None = Field(None, description="Device certificate (CN = device id).")
+    key_file: Path | None = None
+    username: str | None = Field(None, description="Only for password auth, over TLS.")
+    password: SecretStr | None = None
+    keepalive_s: int = Field(60, ge=5, le=65535)
+    session_expiry_s: int = Field(7 * 24 * 3600, ge=0, description="Broker keeps our session.")
+    connect_timeout_s: float = Field(15.0, gt=0)
+
+
+class PubSubSection(Section):
+    project: str = ""
+    topic: str = "camtrap-up"
+    credentials_file: Path | None = Field(None, description="Service-account key file.")
+    flow_max_messages: int = Field(100, ge=1)
+    flow_max_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+
+
+class UplinkSection(Section):
+    transport: Literal["mqtt", "pubsub", "none"] = "mqtt"
+    max_payload_bytes: int = remote(
+        default=1024 * 1024,
+        ge=4096,
+        description="Cap on one message; the broker's announced maximum may lower it further.",
+    )
+    mqtt: MqttSection = MqttSection()
+    pubsub: PubSubSection = PubSubSection()
+
+
+class TelemetrySection(Section):
+    interval_s: float = remote(default=3600.0, ge=10, description="Heartbeat period.")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    device: DeviceSection = DeviceSection()
+    location: LocationSection = LocationSection()
+    storage: StorageSection = StorageSection()
+    pir: PirSection = PirSection()
+    camera: CameraSection = CameraSection()
+    ir: IrSection = IrSection()
+    capture: CaptureSection = CaptureSection()
+    clock: ClockSection = ClockSection()
+    log: LogSection = LogSection()
+    uplink: UplinkSection = UplinkSection()
+    telemetry: TelemetrySection = TelemetrySection()
+    vision: VisionSection = VisionSection()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's contents arrive as init kwargs; the environment overrides the file.
+        return (env_settings, init_settings)
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased as one line that names the key and its source."""
+
+
+def config_path_from_env() -> Path:
+    return Path(os.environ.get(f"{ENV_PREFIX}CONFIG", str(DEFAULT_CONFIG_PATH)))
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: file not found") from exc
+    except PermissionError as exc:
+        raise ConfigError(f"{path}: not readable ({exc.strerror})") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(f"{path}: is a directory, expected a TOML file") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid UTF-8 text") from exc
+
+
+def _env_name(loc: tuple[Any, ...]) -> str:
+    return ENV_PREFIX + "__".join(str(part).upper() for part in loc)
+
+
+def _in_mapping(data: dict[str, Any], loc: tuple[Any, ...]) -> bool:
+    node: Any = data
+    for part in loc:
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def describe_validation_error(
+    exc: ValidationError, data: dict[str, Any], source: str
+) -> str:
+    """First error as ``source: key: message``; the file or the env var is named."""
+    err = exc.errors(include_url=False)[0]
+    loc = tuple(err["loc"])
+    key = ".".join(str(part) for part in loc) or "(top level)"
+    message = err["msg"]
+    if err["type"] == "extra_forbidden":
+        message = "unknown key"
+    where = source if _in_mapping(data, loc) or err["type"] == "extra_forbidden" else None
+    if where is None and _env_name(loc) in os.environ:
+        where = f"environment variable {_env_name(loc)}"
+    more = len(exc.errors()) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"{where or source}: {key}: {message}{suffix}"
+
+
+def load_settings(path: Path | None = None, *, require_file: bool = False) -> Settings:
+    """Load and validate the configuration.
+
+    A missing file at the default location means "all defaults" unless ``require_file``;
+    a missing file named explicitly (argument or ``$CAMTRAP_CONFIG``) is an error.
+    """
+    explicit = path is not None or f"{ENV_PREFIX}CONFIG" in os.environ
+    path = path or config_path_from_env()
+    data: dict[str, Any] = {}
+    if path.exists() or explicit or require_file:
+        data = read_toml(path)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, data, str(path))) from exc
+
+
+SECRET_MASK = "********"
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """The settings as plain data, with every secret replaced by a mask."""
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            return SECRET_MASK if value.get_secret_value() else ""
+        if isinstance(value, BaseModel):
+            return {name: walk(getattr(value, name)) for name in type(value).model_fields}
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, tuple | list):
+            return [walk(v) for v in value]
+        return value
+
+    return walk(settings)
+
+
+def to_toml(data: dict[str, Any]) -> str:
+    """Render plain settings data as TOML; unset (None) values are left out, as TOML has no null."""
+    import tomli_w
+
+    def prune(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: prune(v) for k, v in value.items() if v is not None}
+        return value
+
+    return tomli_w.dumps(prune(data))
+
+
+def reference_markdown() -> str:
+    """Every key with its type, default and meaning: the source of docs/configuration.md."""
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated by `camtrap config reference`; a test keeps this file in step with the code.",
+        "",
+        "The agent reads `/etc/camtrap/camtrap.toml` (or `$CAMTRAP_CONFIG`). Any key can be "
+        "overridden by an environment variable: `[capture] burst_frames` is "
+        "`CAMTRAP_CAPTURE__BURST_FRAMES`. Unknown keys are errors. Keys marked *remote* may "
+        "also be changed by a signed desired-config message from the cloud; credentials and "
+        "trust keys never can.",
+        "",
+    ]
+    for section_name, section_field in Settings.model_fields.items():
+        model = section_field.annotation
+        assert isinstance(model, type) and issubclass(model, BaseModel)
+        lines += [f"## [{section_name}]", ""]
+        if model.__doc__ and model.__doc__ != Section.__doc__:
+            lines += [" ".join(model.__doc__.split()), ""]
+        lines += ["| key | type | default | remote | meaning |", "| --- | --- | --- | --- | --- |"]
+        for name, info in model.model_fields.items():
+            extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+            default = info.get_default(call_default_factory=True)
+            if isinstance(default, SecretStr):
+                default = "(secret)"
+            kind = str(info.annotation).replace("typing.", "").replace("pathlib.", "")
+            kind = kind.replace("<class '", "").replace("'>", "").replace("|", "or")
+            shown = "unset" if default is None else f"`{default}`"
+            lines.append(
+                f"| `{name}` | {kind} | {shown} | {'yes' if extra.get('remote') else ''} "
+                f"| {(info.description or '').replace('|', '/')} |"
+            )
+        lines.append("")
+    return "\n".join(lines)

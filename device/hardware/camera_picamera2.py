@@ -1,0 +1,106 @@
+"""The Raspberry Pi camera, through picamera2 (apt's python3-picamera2; it needs libcamera).
+
+The camera is configured and started once: a mode switch costs 500-700 ms before the first
+frame, far too slow for a PIR trigger. Every capture takes the next completed request from the
+running stream, which holds both streams of the same instant: the full-resolution main stream
+(encoded to JPEG in memory) and the YUV420 lores stream, whose first h rows are the luma plane.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from device.hardware.camera import CameraError, Frame
+
+if TYPE_CHECKING:
+    from device.config import CameraSection
+
+# Metadata keys worth keeping with each frame (exposure decides blur, gain decides noise).
+_META_KEYS = {
+    "ExposureTime": "exposure_us",
+    "AnalogueGain": "analogue_gain",
+    "DigitalGain": "digital_gain",
+    "Lux": "lux",
+    "SensorTimestamp": "sensor_timestamp_ns",
+}
+
+
+def _import_picamera2() -> Any:
+    try:
+        from picamera2 import Picamera2
+    except ImportError as exc:  # also covers picamera2 installed without libcamera (off-Pi)
+        raise CameraError(
+            "picamera2 is not available: install python3-picamera2 on the Pi"
+        ) from exc
+    return Picamera2
+
+
+class Picamera2Camera:
+    def __init__(self, section: CameraSection) -> None:
+        self.section = section
+        self._picam2: Any = None
+
+    def start(self) -> None:
+        if self._picam2 is not None:
+            return
+        picamera2_class = _import_picamera2()
+        picam2 = None
+        try:
+            picam2 = picamera2_class()
+            config = picam2.create_still_configuration(
+                main={"size": tuple(self.section.main_size), "format": "RGB888"},
+                # Pi 4 and older can only give a YUV lores stream; its Y plane is all we need.
+                lores={"size": tuple(self.section.lores_size), "format": "YUV420"},
+            )
+            picam2.configure(config)
+            picam2.options["quality"] = self.section.jpeg_quality
+            picam2.start()
+        except Exception as exc:  # libcamera raises many types; all mean "no camera"
+            if picam2 is not None:
+                # An opened but unconfigured camera stays locked for every other process.
+                with contextlib.suppress(Exception):
+                    picam2.close()
+            raise CameraError(f"picamera2: cannot start the camera: {exc}") from exc
+        self._picam2 = picam2
+
+    def capture(self) -> Frame:
+        if self._picam2 is None:
+            raise CameraError("picamera2: capture() before start()")
+        # quality is a remote setting: apply a change without touching the running stream.
+        self._picam2.options["quality"] = self.section.jpeg_quality
+        lores_w, lores_h = self.section.lores_size
+        try:
+            request = self._picam2.capture_request()
+        except Exception as exc:
+            raise CameraError(f"picamera2: capture failed: {exc}") from exc
+        try:
+            buf = io.BytesIO()
+            request.save("main", buf, format="jpeg")
+            yuv = request.make_array("lores")
+            # Rows may be padded to the stride: crop to the real width, and copy because the
+            # buffer goes back to the camera on release.
+            luma = np.ascontiguousarray(yuv[:lores_h, :lores_w], dtype=np.uint8)
+            metadata = request.get_metadata()
+        except Exception as exc:
+            raise CameraError(f"picamera2: reading the request failed: {exc}") from exc
+        finally:
+            request.release()
+        meta: dict[str, object] = {"source": "picamera2"}
+        for key, name in _META_KEYS.items():
+            if key in metadata:
+                meta[name] = metadata[key]
+        width, height = self.section.main_size
+        return Frame(jpeg=buf.getvalue(), lores=luma, width=width, height=height, meta=meta)
+
+    def close(self) -> None:
+        picam2, self._picam2 = self._picam2, None
+        if picam2 is None:
+            return
+        try:
+            picam2.stop()
+        finally:
+            picam2.close()

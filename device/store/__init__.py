@@ -1,0 +1,1 @@
+"""Store room: crash-safe JPEG files, the SQLite database, reconciliation, the writer."""

@@ -1,0 +1,96 @@
+"""The device database schema, as an ordered list of migrations.
+
+Each migration runs once, in one transaction, and bumps ``schema_version``. A database whose
+version is newer than this code knows is refused (a downgraded package must not write to it).
+Columns use Camtrap DP names where one exists, in snake_case.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: captures
+    """
+    CREATE TABLE events (
+        event_id        TEXT PRIMARY KEY,             -- UUID made on the device; Camtrap DP eventID
+        deployment_id   TEXT NOT NULL,
+        capture_method  TEXT NOT NULL,                -- activityDetection | timeLapse
+        trigger_source  TEXT NOT NULL,                -- pir | timelapse | manual | test
+        started_at      TEXT NOT NULL,                -- ISO 8601 with offset
+        ended_at        TEXT,
+        frame_count     INTEGER NOT NULL DEFAULT 0,
+        clock_source    TEXT NOT NULL,
+        clock_synced    INTEGER NOT NULL,
+        state           TEXT NOT NULL DEFAULT 'open', -- open | closed | classified
+        blank_score     REAL,
+        created_seq     INTEGER                       -- monotonically increasing insert order
+    );
+    CREATE INDEX events_state ON events(state);
+    CREATE INDEX events_started ON events(started_at);
+
+    CREATE TABLE media (
+        media_id        TEXT PRIMARY KEY,             -- UUID made on the device; Camtrap DP mediaID
+        event_id        TEXT NOT NULL REFERENCES events(event_id),
+        seq             INTEGER NOT NULL,             -- frame number within the burst
+        captured_at     TEXT NOT NULL,                -- ISO 8601 with offset
+        path            TEXT,                         -- relative to the data dir
+        file_mediatype  TEXT NOT NULL DEFAULT 'image/jpeg',
+        sha256          TEXT,
+        size            INTEGER,
+        width           INTEGER,
+        height          INTEGER,
+        capture_method  TEXT NOT NULL,
+        trigger_source  TEXT NOT NULL,
+        clock_source    TEXT NOT NULL,
+        clock_synced    INTEGER NOT NULL,
+        ir_on           INTEGER NOT NULL DEFAULT 0,
+        lores_mean      REAL,                         -- mean luma of the analysis frame
+        state           TEXT NOT NULL,                -- stored | failed | missing | evicted
+        error           TEXT,
+        recovered       INTEGER NOT NULL DEFAULT 0    -- 1: re-registered from a file on start
+    );
+    CREATE INDEX media_event ON media(event_id);
+    CREATE INDEX media_state ON media(state);
+
+    CREATE TABLE observations (
+        observation_id             TEXT PRIMARY KEY,
+        event_id                   TEXT NOT NULL REFERENCES events(event_id),
+        media_id                   TEXT REFERENCES media(media_id),  -- NULL: event-level
+        observation_type           TEXT NOT NULL, -- animal|human|vehicle|blank|unknown|unclassified
+        scientific_name            TEXT,
+        common_name                TEXT,
+        taxon_level                TEXT,          -- species|genus|family|order|class|kingdom
+        taxonomy                   TEXT,          -- class;order;family;genus;species
+        count                      INTEGER,
+        classification_probability REAL,
+        blank_score                REAL,
+        classified_by              TEXT,          -- model name@version
+        classification_method      TEXT NOT NULL DEFAULT 'machine',
+        classification_timestamp   TEXT NOT NULL,
+        bbox_x REAL, bbox_y REAL, bbox_width REAL, bbox_height REAL,
+        details                    TEXT           -- JSON: rollup path, geofence, top-k
+    );
+    CREATE INDEX observations_event ON observations(event_id);
+
+    CREATE TABLE outbox (
+        item_id         TEXT PRIMARY KEY,             -- stable id: kind + ref id
+        kind            TEXT NOT NULL,                -- metadata | thumbnail | media | telemetry
+        ref_id          TEXT NOT NULL,                -- event_id or media_id
+        priority        INTEGER NOT NULL,             -- lower is sent first
+        state           TEXT NOT NULL DEFAULT 'pending', -- pending | inflight | done | dead
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL DEFAULT 0,      -- unix time
+        created_at      REAL NOT NULL,
+        bytes           INTEGER NOT NULL DEFAULT 0,
+        acked_chunks    INTEGER NOT NULL DEFAULT 0,
+        last_error      TEXT
+    );
+    CREATE INDEX outbox_ready ON outbox(state, priority, next_attempt_at);
+
+    CREATE TABLE counters (
+        name  TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)

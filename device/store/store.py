@@ -1,0 +1,545 @@
+"""The durable store: JPEG files first, then SQLite rows, with a RAM fallback.
+
+Order of a commit batch: every frame's file is written atomically (see ``files``), then one
+transaction records events, media and their outbox entries. A crash between the two leaves a
+file without a row, which ``reconcile`` re-registers on the next start from the file's own EXIF.
+
+When the data dir is unwritable or gone, frames go to a spool in ``fallback_dir`` (RAM on a
+Pi) as JPEG + JSON pairs, and the store probes the data dir until it is back, then imports
+the spool. Nothing is dropped silently: what cannot be kept is recorded with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from device import __version__
+from device.capture.types import CapturedFrame, EventClosed
+from device.config import Settings
+from device.store import files
+from device.store.db import Database
+from device.store.exif import CaptureTags, build_exif, read_record, with_exif
+
+log = logging.getLogger("camtrap.store")
+
+DB_NAME = "camtrap.db"
+FAILED_DIR = "failed"
+SPOOL_DIR = "spool"
+
+PRIORITY_METADATA = 0
+PRIORITY_THUMBNAIL = 1
+PRIORITY_MEDIA = 2
+PRIORITY_BLANK_MEDIA = 3
+
+
+@dataclass
+class CommitResult:
+    committed_media: list[str] = field(default_factory=list)
+    failed_media: list[str] = field(default_factory=list)
+    closed_events: list[str] = field(default_factory=list)
+    spooled: int = 0
+
+
+@dataclass
+class _Prepared:
+    """A frame after its file was written: everything its row needs."""
+
+    item: CapturedFrame
+    path: str | None
+    sha256: str | None
+    size: int | None
+    state: str
+    error: str | None
+
+
+class MediaStore:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.data_dir = settings.storage.data_dir
+        self.spool_dir = settings.storage.fallback_dir / SPOOL_DIR
+        self.db: Database | None = None
+        self._spool_seq = 0
+        self._next_probe = 0.0
+        self._opened = False
+        self.last_error: str | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def mode(self) -> str:
+        return "primary" if self.db is not None else "fallback"
+
+    def open(self) -> None:
+        """Open the data dir if possible; otherwise start in fallback mode."""
+        try:
+            self._open_primary()
+        except (OSError, sqlite3.Error) as exc:
+            self._enter_fallback(f"data dir {self.data_dir} unusable at start: {exc}")
+
+    def _open_primary(self) -> None:
+        if not self.data_dir.is_dir():
+            raise files.DataDirUnavailable(f"data dir {self.data_dir} is missing")
+        probe = self.data_dir / ".write-probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+        self.db = Database(self.data_dir / DB_NAME)
+        # At start-up nothing is capturing yet, so any open event was cut off by a crash.
+        reconcile(self.db, self.data_dir, self.settings, close_open_events=not self._opened)
+        self._opened = True
+        self._import_spool()
+        if self.last_error:
+            log.warning("data dir %s is writable again; back to normal storage", self.data_dir)
+        self.last_error = None
+
+    def _enter_fallback(self, reason: str) -> None:
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+        self.last_error = reason
+        self._next_probe = time.monotonic() + self.settings.storage.probe_interval_s
+        log.error(
+            "storage fallback: %s; captures go to %s until it recovers", reason, self.spool_dir
+        )
+
+    def maybe_recover(self) -> None:
+        if self.db is not None or time.monotonic() < self._next_probe:
+            return
+        self._next_probe = time.monotonic() + self.settings.storage.probe_interval_s
+        try:
+            self._open_primary()
+        except (OSError, sqlite3.Error) as exc:
+            if self.db is not None:
+                self.db.close()
+                self.db = None
+            log.debug("data dir still unusable: %s", exc)
+
+    def close(self) -> None:
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+
+    # -- commits ---------------------------------------------------------------------------
+
+    def commit(self, items: Sequence[CapturedFrame | EventClosed]) -> CommitResult:
+        self.maybe_recover()
+        if self.db is not None:
+            try:
+                return self._commit_primary(items)
+            except (OSError, sqlite3.Error) as exc:
+                self._enter_fallback(f"write to {self.data_dir} failed: {exc}")
+        return self._commit_spool(items)
+
+    def _commit_primary(self, items: Sequence[CapturedFrame | EventClosed]) -> CommitResult:
+        assert self.db is not None
+        prepared = [self._write_file(it) for it in items if isinstance(it, CapturedFrame)]
+        if not self.db.still_in_place():
+            raise files.DataDirUnavailable(f"database {self.db.path} vanished or was replaced")
+        result = CommitResult()
+        with self.db.write() as conn:
+            for p in prepared:
+                insert_frame(
+                    conn,
+                    p.item,
+                    p.path,
+                    p.sha256,
+                    p.size,
+                    p.state,
+                    p.error,
+                    self.settings.device.deployment_id,
+                )
+                (result.committed_media if p.state == "stored" else result.failed_media).append(
+                    p.item.media_id
+                )
+            for it in items:
+                if isinstance(it, EventClosed):
+                    close_event(conn, it)
+                    result.closed_events.append(it.event_id)
+        return result
+
+    def _write_file(self, item: CapturedFrame) -> _Prepared:
+        data = item.frame.jpeg
+        problem = item.frame.error or files.jpeg_problem(data)
+        if problem is None:
+            try:
+                data = with_exif(data, build_exif(self._tags(item)))
+            except (ValueError, IndexError) as exc:
+                problem = f"cannot add EXIF: {exc}"
+        top = files.MEDIA_DIR if problem is None else FAILED_DIR
+        rel = files.media_relpath(item.captured_at, item.media_id, top)
+        if problem is not None:
+            rel = rel.with_suffix(".bin")
+            if not data:
+                return _Prepared(item, None, None, 0, "failed", problem)
+        directory = files.ensure_subdir(self.data_dir, *rel.parent.parts)
+        files.atomic_write(directory, rel.name, data)
+        return _Prepared(
+            item,
+            str(rel),
+            files.sha256_hex(data),
+            len(data),
+            "stored" if problem is None else "failed",
+            problem,
+        )
+
+    def _tags(self, item: CapturedFrame) -> CaptureTags:
+        s = self.settings
+        return CaptureTags(
+            captured_at=item.captured_at,
+            media_id=item.media_id,
+            device_id=s.device.id,
+            make=s.device.make,
+            model=s.device.model,
+            software=f"camtrap {__version__}",
+            record=frame_record(item, s.device.deployment_id),
+            latitude=s.location.latitude,
+            longitude=s.location.longitude,
+        )
+
+    # -- fallback spool --------------------------------------------------------------------
+
+    def _commit_spool(self, items: Sequence[CapturedFrame | EventClosed]) -> CommitResult:
+        result = CommitResult()
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        budget = self.settings.storage.fallback_max_bytes - _dir_size(self.spool_dir)
+        for it in items:
+            self._spool_seq += 1
+            stem = f"{time.time_ns():020d}-{self._spool_seq:06d}"
+            if isinstance(it, EventClosed):
+                record = {
+                    "type": "close",
+                    "event_id": it.event_id,
+                    "ended_at": it.ended_at.isoformat(),
+                    "frame_count": it.frame_count,
+                }
+            else:
+                record = {
+                    "type": "frame",
+                    **frame_record(it, self.settings.device.deployment_id),
+                    "media_id": it.media_id,
+                    "error": it.frame.error,
+                }
+                jpeg = it.frame.jpeg
+                if len(jpeg) > budget:
+                    record["error"] = (
+                        f"fallback spool full ({budget} bytes left): image not kept, metadata kept"
+                    )
+                    log.error("spool full: media %s kept as metadata only", it.media_id)
+                elif jpeg:
+                    files.atomic_write(self.spool_dir, stem + ".img", jpeg)
+                    budget -= len(jpeg)
+                    record["image"] = stem + ".img"
+            files.atomic_write(self.spool_dir, stem + ".json", json.dumps(record).encode())
+            result.spooled += 1
+        return result
+
+    def _import_spool(self) -> None:
+        if not self.spool_dir.is_dir() or self.db is None:
+            return
+        entries = sorted(self.spool_dir.glob("*.json"))
+        if not entries:
+            return
+        imported = 0
+        for entry in entries:
+            record = json.loads(entry.read_bytes())
+            if record["type"] == "close":
+                with self.db.write() as conn:
+                    conn.execute(
+                        "UPDATE events SET ended_at=?, frame_count=MAX(frame_count, ?), "
+                        "state=CASE WHEN state='open' THEN 'closed' ELSE state END "
+                        "WHERE event_id=?",
+                        (record["ended_at"], record["frame_count"], record["event_id"]),
+                    )
+            else:
+                self._import_spooled_frame(record)
+            for sibling in (entry, entry.with_suffix(".img")):
+                sibling.unlink(missing_ok=True)
+            imported += 1
+        files.fsync_dir(self.spool_dir)
+        log.warning(
+            "imported %d spooled items from %s into %s", imported, self.spool_dir, self.data_dir
+        )
+
+    def _import_spooled_frame(self, record: dict[str, Any]) -> None:
+        assert self.db is not None
+        image = self.spool_dir / record["image"] if record.get("image") else None
+        data = image.read_bytes() if image and image.exists() else b""
+        captured_at = datetime.fromisoformat(record["captured_at"])
+        problem = record.get("error") or files.jpeg_problem(data)
+        rel = files.media_relpath(
+            captured_at, record["media_id"], files.MEDIA_DIR if problem is None else FAILED_DIR
+        )
+        path = sha = None
+        if data:
+            if problem is not None:
+                rel = rel.with_suffix(".bin")
+            directory = files.ensure_subdir(self.data_dir, *rel.parent.parts)
+            files.atomic_write(directory, rel.name, data)
+            path, sha = str(rel), files.sha256_hex(data)
+        with self.db.write() as conn:
+            register_from_record(
+                conn,
+                record,
+                path,
+                sha,
+                len(data),
+                "stored" if problem is None else "failed",
+                problem,
+                recovered=False,
+            )
+
+    def spool_count(self) -> int:
+        return len(list(self.spool_dir.glob("*.json"))) if self.spool_dir.is_dir() else 0
+
+
+def _dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+
+
+def frame_record(item: CapturedFrame, deployment_id: str) -> dict[str, Any]:
+    """The per-frame facts, as stored in EXIF UserComment and in spool entries."""
+    return {
+        "event_id": item.event_id,
+        "seq": item.seq,
+        "captured_at": item.captured_at.isoformat(),
+        "capture_method": item.capture_method,
+        "trigger_source": item.trigger_source,
+        "clock_source": item.clock.source,
+        "clock_synced": item.clock.synced,
+        "ir_on": item.ir_on,
+        "deployment_id": deployment_id,
+        "width": item.frame.width,
+        "height": item.frame.height,
+        "lores_mean": _lores_mean(item),
+    }
+
+
+def _lores_mean(item: CapturedFrame) -> float | None:
+    lores = item.frame.lores
+    return None if lores is None else round(float(lores.mean()), 2)
+
+
+def insert_frame(
+    conn: sqlite3.Connection,
+    item: CapturedFrame,
+    path: str | None,
+    sha256: str | None,
+    size: int | None,
+    state: str,
+    error: str | None,
+    deployment_id: str,
+) -> None:
+    record = frame_record(item, deployment_id)
+    record["media_id"] = item.media_id
+    register_from_record(conn, record, path, sha256, size, state, error, recovered=False)
+
+
+def register_from_record(
+    conn: sqlite3.Connection,
+    record: dict[str, Any],
+    path: str | None,
+    sha256: str | None,
+    size: int | None,
+    state: str,
+    error: str | None,
+    *,
+    recovered: bool,
+) -> None:
+    """Insert the event (if new), the media row and its outbox entry; idempotent by id."""
+    conn.execute(
+        "INSERT OR IGNORE INTO events (event_id, deployment_id, capture_method, trigger_source,"
+        " started_at, clock_source, clock_synced, created_seq)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, (SELECT COALESCE(MAX(created_seq), 0) + 1 FROM events))",
+        (
+            record["event_id"],
+            record.get("deployment_id", ""),
+            record["capture_method"],
+            record["trigger_source"],
+            record["captured_at"],
+            record["clock_source"],
+            int(bool(record["clock_synced"])),
+        ),
+    )
+    inserted = conn.execute(
+        "INSERT OR IGNORE INTO media (media_id, event_id, seq, captured_at, path, sha256, size,"
+        " width, height, capture_method, trigger_source, clock_source, clock_synced, ir_on,"
+        " lores_mean, state, error, recovered) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            record["media_id"],
+            record["event_id"],
+            record["seq"],
+            record["captured_at"],
+            path,
+            sha256,
+            size,
+            record.get("width"),
+            record.get("height"),
+            record["capture_method"],
+            record["trigger_source"],
+            record["clock_source"],
+            int(bool(record["clock_synced"])),
+            int(bool(record.get("ir_on"))),
+            record.get("lores_mean"),
+            state,
+            error,
+            int(recovered),
+        ),
+    ).rowcount
+    if inserted:
+        conn.execute(
+            "UPDATE events SET frame_count = frame_count + 1 WHERE event_id = ?",
+            (record["event_id"],),
+        )
+    if inserted and state == "stored":
+        conn.execute(
+            "INSERT OR IGNORE INTO outbox (item_id, kind, ref_id, priority, created_at, bytes)"
+            " VALUES (?, 'media', ?, ?, ?, ?)",
+            (
+                f"media:{record['media_id']}",
+                record["media_id"],
+                PRIORITY_MEDIA,
+                time.time(),
+                size or 0,
+            ),
+        )
+
+
+def close_event(conn: sqlite3.Connection, closed: EventClosed) -> None:
+    conn.execute(
+        "UPDATE events SET ended_at = ?, state = 'closed' WHERE event_id = ? AND state = 'open'",
+        (closed.ended_at.isoformat(), closed.event_id),
+    )
+    conn.execute(
+        "INSERT OR IGNORE INTO outbox (item_id, kind, ref_id, priority, created_at)"
+        " VALUES (?, 'metadata', ?, ?, ?)",
+        (f"meta:{closed.event_id}", closed.event_id, PRIORITY_METADATA, time.time()),
+    )
+
+
+def bump_counter(conn: sqlite3.Connection, name: str, by: int = 1) -> None:
+    conn.execute(
+        "INSERT INTO counters (name, value) VALUES (?, ?)"
+        " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+        (name, by),
+    )
+
+
+# -- start-up reconciliation ------------------------------------------------------------------
+
+
+def reconcile(
+    db: Database, data_dir: Path, settings: Settings, *, close_open_events: bool = True
+) -> dict[str, int]:
+    """Make files and rows agree after whatever happened while we were not running.
+
+    - ``*.part`` files never reached their final name, so no row refers to them: delete,
+      loudly, and count;
+    - a final-named file without a row (crash between file and commit): re-register it from
+      its own EXIF record;
+    - a row whose file is gone: flag it ``missing``;
+    - an event left open by a crash: close it at its last frame and queue its metadata.
+    """
+    found = {"parts_deleted": 0, "recovered_files": 0, "missing_files": 0, "events_closed": 0}
+    roots = [data_dir / files.MEDIA_DIR, data_dir / FAILED_DIR, data_dir / files.THUMB_DIR]
+    on_disk: dict[str, Path] = {}
+    for root in roots:
+        if not root.is_dir():
+            continue
+        for path in root.rglob("*"):
+            if path.name.endswith(files.PART_SUFFIX):
+                log.warning("deleting unfinished file %s (never committed)", path)
+                path.unlink(missing_ok=True)
+                found["parts_deleted"] += 1
+            elif root.name == files.MEDIA_DIR and path.suffix == ".jpg":
+                on_disk[path.stem] = path
+    with db.read() as conn:
+        rows = conn.execute("SELECT media_id, path, state FROM media").fetchall()
+    known = {row["media_id"] for row in rows}
+    for media_id, path in sorted(on_disk.items()):
+        if media_id in known:
+            continue
+        _reregister(db, data_dir, media_id, path, settings)
+        found["recovered_files"] += 1
+    with db.write() as conn:
+        for row in rows:
+            if row["state"] == "stored" and row["path"] and not (data_dir / row["path"]).exists():
+                log.warning("media %s: file %s is missing; flagged", row["media_id"], row["path"])
+                conn.execute(
+                    "UPDATE media SET state='missing', error='file missing at start-up'"
+                    " WHERE media_id=?",
+                    (row["media_id"],),
+                )
+                found["missing_files"] += 1
+        if close_open_events:
+            open_events = conn.execute(
+                "SELECT e.event_id, e.capture_method, COALESCE(MAX(m.captured_at), e.started_at)"
+                " AS ended FROM events e LEFT JOIN media m ON m.event_id = e.event_id"
+                " WHERE e.state = 'open' GROUP BY e.event_id"
+            ).fetchall()
+            for event in open_events:
+                close_event(
+                    conn,
+                    EventClosed(
+                        event["event_id"],
+                        datetime.fromisoformat(event["ended"]),
+                        0,
+                        event["capture_method"],
+                    ),
+                )
+                found["events_closed"] += 1
+        for name, value in found.items():
+            if value:
+                bump_counter(conn, name, value)
+    if any(found.values()):
+        log.warning("reconciled data dir: %s", found)
+    return found
+
+
+def _reregister(
+    db: Database, data_dir: Path, media_id: str, path: Path, settings: Settings
+) -> None:
+    record = read_record(path)
+    rel = str(path.relative_to(data_dir))
+    sha = files.sha256_file(path)
+    size = path.stat().st_size
+    if record is None or "event_id" not in record:
+        # The file has no self-description (not ours, or damaged): keep it, visibly.
+        stamp = datetime.fromtimestamp(path.stat().st_mtime).astimezone()
+        record = {
+            "event_id": f"recovered-{media_id}",
+            "seq": 0,
+            "captured_at": stamp.isoformat(),
+            "capture_method": "activityDetection",
+            "trigger_source": "unknown",
+            "clock_source": "file-mtime",
+            "clock_synced": False,
+            "deployment_id": settings.device.deployment_id,
+        }
+        error = "re-registered without EXIF record; timestamp is the file's mtime"
+    else:
+        error = None
+    record["media_id"] = media_id
+    log.warning("re-registering %s (file without a row)", rel)
+    with db.write() as conn:
+        register_from_record(conn, record, rel, sha, size, "stored", error, recovered=True)
+
+
+def free_bytes(path: Path) -> int | None:
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
+def ensure_data_dir_exists(path: Path) -> None:
+    """Used by tools that legitimately create a fresh data dir (simulate, provisioning)."""
+    os.makedirs(path, exist_ok=True)

@@ -1,0 +1,5 @@
+"""Shared pytest configuration."""
+
+pytest_plugins = [
+    "tests.support.world",
+]

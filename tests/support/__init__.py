@@ -1,0 +1,1 @@
+"""Fixtures that start real services (mosquitto, the Pub/Sub emulator) for tests."""
