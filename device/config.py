@@ -398,7 +398,9 @@ def reference_markdown() -> str:
                 default = "(secret)"
             kind = str(info.annotation).replace("typing.", "").replace("pathlib.", "")
             kind = kind.replace("<class '", "").replace("'>", "").replace("|", "or")
-            shown = "unset" if default is None else f"`{default}`"
+            # Paths inside the installed package differ per machine; show them relatively.
+            text = str(default).replace(str(Path(__file__).resolve().parent), "<package>")
+            shown = "unset" if default is None else f"`{text}`"
             lines.append(
                 f"| `{name}` | {kind} | {shown} | {'yes' if extra.get('remote') else ''} "
                 f"| {(info.description or '').replace('|', '/')} |"
