@@ -15,17 +15,21 @@ from typing import TYPE_CHECKING
 
 from device import __version__, sdnotify
 from device.capture.loop import CaptureLoop, IrControl, NoIr
+from device.capture.types import CapturedFrame, EventClosed
 from device.clock import ClockProbe
 from device.config import Settings
 from device.hardware.camera import Camera, open_camera
 from device.hardware.pir import PirSensor
 from device.store.store import CommitResult, MediaStore
 from device.store.writer import StoreWriter
+from device.vision.worker import ClassificationWorker
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
 log = logging.getLogger("camtrap.agent")
+
+VISION_DRAIN_S = 20.0
 
 
 def open_ir(settings: Settings) -> IrControl:
@@ -53,9 +57,46 @@ class Agent:
         )
         self.camera = camera if camera is not None else open_camera(settings.camera)
         self.ir = open_ir(settings)
-        self.capture = CaptureLoop(settings, self.camera, self.writer.submit, self.clock, self.ir)
+        self.vision: ClassificationWorker | None = None
+        if settings.vision.enabled:
+            self.vision = ClassificationWorker(settings, self.store, None)
+            self.committed_listeners.append(self._classify_closed)
+        self.capture = CaptureLoop(settings, self.camera, self._on_frame, self.clock, self.ir)
         self.pir: PirSensor | None = None
         self._stop = threading.Event()
+
+    def _on_frame(self, item: CapturedFrame | EventClosed) -> None:
+        """Capture's only door: a queue put for the store, and the analysis plane kept for
+        vision (it is not stored on disk)."""
+        self.writer.submit(item)
+        if self.vision is not None and isinstance(item, CapturedFrame):
+            self.vision.remember_lores(item.media_id, item.frame.lores)
+
+    def _classify_closed(self, result: CommitResult) -> None:
+        assert self.vision is not None
+        for event_id in result.closed_events:
+            self.vision.submit(event_id)
+
+    def _load_vision(self) -> None:
+        """A pack that cannot serve leaves the agent capturing, its events unclassified."""
+        assert self.vision is not None
+        from device.vision.engine import VisionEngine
+        from device.vision.pack import PackError
+
+        try:
+            self.vision.engine = VisionEngine.load(
+                self.settings.vision.pack, self.settings.vision, self.settings.location
+            )
+        except PackError as exc:
+            log.error("no model serving: %s", exc)
+            return
+        log.info(
+            "model loaded",
+            extra={
+                "model": self.vision.engine.classified_by,
+                "load_ms": round(self.vision.engine.load_ms, 1),
+            },
+        )
 
     def _on_committed(self, result: CommitResult) -> None:
         for listener in self.committed_listeners:
@@ -66,6 +107,10 @@ class Agent:
 
     def start(self) -> None:
         self.store.open()
+        if self.vision is not None:
+            self._load_vision()
+            self.vision.start()
+            self.vision.catch_up()
         self.camera.start()
         self.writer.start()
         self.capture.start()
@@ -93,6 +138,11 @@ class Agent:
             self.pir = None
         self.capture.stop()
         self.writer.stop()
+        if self.vision is not None:
+            # Unfinished events are classified at the next start (catch_up), so a stop
+            # never waits long for inference.
+            self.vision.wait_idle(VISION_DRAIN_S)
+            self.vision.stop()
         self.camera.close()
         self.ir.close()
         self.store.close()
@@ -120,4 +170,5 @@ class Agent:
         self.stop()
 
     def healthy(self) -> bool:
-        return self.capture.is_alive() and self.writer.is_alive()
+        threads = [self.capture, self.writer] + ([self.vision] if self.vision else [])
+        return all(t.is_alive() for t in threads)

@@ -12,9 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from device.agent import Agent
+from device.hardware.camera_synthetic import SyntheticCamera
 from device.config import Settings
 from device.store.db import open_readonly
 from device.store.store import DB_NAME
+
+
+SCENE_GAP_S = SyntheticCamera.NEW_SCENE_GAP_S
 
 
 @dataclass
@@ -38,6 +42,7 @@ class SimulationResult:
         return (
             f"demo: triggers={self.triggers_seen} events={s['events']} media={s['media']}"
             f" stored={s['stored']} failed={s['failed']}"
+            f" animals={s['animals']} blanks={s['blanks']}"
         )
 
 
@@ -84,10 +89,14 @@ def run_simulation(base: Settings, plan: SimulationPlan) -> SimulationResult:
             time.sleep(plan.hold_s)
             pin.drive_low()
             agent.capture.wait_idle(timeout=30)
-            time.sleep(settings.capture.cooldown_s + 0.05)
+            # Past the cooldown, and far enough apart that the synthetic camera starts a new
+            # scene for the next trigger (it cuts scenes at gaps of NEW_SCENE_GAP_S).
+            time.sleep(max(settings.capture.cooldown_s, SCENE_GAP_S) + 0.05)
         if plan.timelapse:
             agent.capture.timelapse_now()
             agent.capture.wait_idle(timeout=30)
+        if agent.vision is not None:
+            agent.vision.wait_idle(timeout=120)
     finally:
         agent.stop()
     return SimulationResult(
@@ -115,11 +124,35 @@ def _stats(conn: sqlite3.Connection) -> dict[str, Any]:
         ),
         "events_timelapse": one("SELECT COUNT(*) FROM events WHERE capture_method='timeLapse'"),
         "media": one("SELECT COUNT(*) FROM media"),
-        "stored": one("SELECT COUNT(*) FROM media WHERE state='stored'"),
+        # Frames that reached the store durably; blank frames later reduced to a thumbnail
+        # by policy ('evicted') were stored too.
+        "stored": one("SELECT COUNT(*) FROM media WHERE state IN ('stored', 'evicted')"),
         "failed": one("SELECT COUNT(*) FROM media WHERE state='failed'"),
         "unsynced": one("SELECT COUNT(*) FROM media WHERE clock_synced=0"),
         "outbox_pending": one("SELECT COUNT(*) FROM outbox WHERE state='pending'"),
+        "classified": one("SELECT COUNT(*) FROM events WHERE state='classified'"),
+        "animals": _event_type_count(conn, "animal"),
+        "blanks": _event_type_count(conn, "blank"),
+        "humans": _event_type_count(conn, "human"),
+        "vehicles": _event_type_count(conn, "vehicle"),
+        "species": [
+            tuple(row)
+            for row in conn.execute(
+                "SELECT COALESCE(common_name, scientific_name, '(unnamed)'), COUNT(*)"
+                " FROM observations WHERE media_id IS NULL AND observation_type='animal'"
+                " GROUP BY 1 ORDER BY 2 DESC"
+            )
+        ],
+        "evicted": one("SELECT COUNT(*) FROM media WHERE state='evicted'"),
     }
+
+
+def _event_type_count(conn: sqlite3.Connection, kind: str) -> int:
+    """Events whose event-level machine observation has this type."""
+    return conn.execute(
+        "SELECT COUNT(*) FROM observations WHERE media_id IS NULL AND observation_type = ?",
+        (kind,),
+    ).fetchone()[0]
 
 
 def render(result: SimulationResult) -> str:
@@ -134,6 +167,10 @@ def render(result: SimulationResult) -> str:
         ("media", s["media"]),
         ("stored", s["stored"]),
         ("failed", s["failed"]),
+        ("classified events", s["classified"]),
+        ("animal / blank events", f"{s['animals']} / {s['blanks']}"),
+        ("species (events)", ", ".join(f"{n} ({c})" for n, c in s["species"]) or "-"),
+        ("blank frames reduced", s["evicted"]),
         ("unsynced-clock frames", s["unsynced"]),
         ("outbox pending", s["outbox_pending"]),
     ]

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 class SyntheticCamera:
-    NEW_SCENE_GAP_S = 2.0
+    NEW_SCENE_GAP_S = 1.0  # longer than any burst interval the simulator uses
 
     def __init__(self, section: CameraSection, clock: Callable[[], float] = time.monotonic) -> None:
         self.section = section

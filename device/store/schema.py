@@ -91,6 +91,22 @@ MIGRATIONS: list[str] = [
         value INTEGER NOT NULL
     );
     """,
+    # 2: uplink bookkeeping
+    """
+    DROP INDEX outbox_ready;
+    -- Claims walk pending rows in (priority, age) order; this index makes that O(batch).
+    CREATE INDEX outbox_claim ON outbox(state, priority, created_at);
+    CREATE INDEX outbox_ref ON outbox(ref_id);
+    ALTER TABLE outbox ADD COLUMN chunk_size INTEGER;  -- chunking of an upload in progress
+    ALTER TABLE outbox ADD COLUMN done_at REAL;
+    ALTER TABLE media ADD COLUMN thumb_path TEXT;
+    ALTER TABLE media ADD COLUMN thumb_sha256 TEXT;
+    ALTER TABLE media ADD COLUMN thumb_size INTEGER;
+    CREATE TABLE kv (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

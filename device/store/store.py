@@ -29,6 +29,7 @@ from device.config import Settings
 from device.store import files
 from device.store.db import Database
 from device.store.exif import CaptureTags, build_exif, read_record, with_exif
+from device.store.outbox import PRIORITY, Outbox
 
 log = logging.getLogger("camtrap.store")
 
@@ -36,10 +37,6 @@ DB_NAME = "camtrap.db"
 FAILED_DIR = "failed"
 SPOOL_DIR = "spool"
 
-PRIORITY_METADATA = 0
-PRIORITY_THUMBNAIL = 1
-PRIORITY_MEDIA = 2
-PRIORITY_BLANK_MEDIA = 3
 
 
 @dataclass
@@ -400,17 +397,7 @@ def register_from_record(
             (record["event_id"],),
         )
     if inserted and state == "stored":
-        conn.execute(
-            "INSERT OR IGNORE INTO outbox (item_id, kind, ref_id, priority, created_at, bytes)"
-            " VALUES (?, 'media', ?, ?, ?, ?)",
-            (
-                f"media:{record['media_id']}",
-                record["media_id"],
-                PRIORITY_MEDIA,
-                time.time(),
-                size or 0,
-            ),
-        )
+        Outbox.enqueue(conn, "media", record["media_id"], PRIORITY["media"], size or 0)
 
 
 def close_event(conn: sqlite3.Connection, closed: EventClosed) -> None:
@@ -418,11 +405,7 @@ def close_event(conn: sqlite3.Connection, closed: EventClosed) -> None:
         "UPDATE events SET ended_at = ?, state = 'closed' WHERE event_id = ? AND state = 'open'",
         (closed.ended_at.isoformat(), closed.event_id),
     )
-    conn.execute(
-        "INSERT OR IGNORE INTO outbox (item_id, kind, ref_id, priority, created_at)"
-        " VALUES (?, 'metadata', ?, ?, ?)",
-        (f"meta:{closed.event_id}", closed.event_id, PRIORITY_METADATA, time.time()),
-    )
+    Outbox.enqueue(conn, "metadata", closed.event_id, PRIORITY["metadata"])
 
 
 def bump_counter(conn: sqlite3.Connection, name: str, by: int = 1) -> None:

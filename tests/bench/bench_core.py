@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import threading
 import time
@@ -127,23 +126,48 @@ def commit_rate(tmp: Path) -> None:
 
 
 def agent_rss(tmp: Path) -> None:
+    """Peak RSS of `camtrap simulate`, without and with the default model pack."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAMTRAP_")}
-    env["CAMTRAP_CONFIG"] = str(tmp / "none.toml")
-    (tmp / "none.toml").write_text("[vision]\nenabled = false\n" if _has_vision() else "")
-    rss, code = peak_rss_mb(
-        [sys.executable, "-m", "device.cli", "simulate", "--triggers", "5",
-         "--data-dir", str(tmp / "sim")],
+    for name, vision in (("agent_rss_mb", "false"), ("agent_rss_mb_with_model", "true")):
+        config = tmp / f"{name}.toml"
+        config.write_text(f"[vision]\nenabled = {vision}\n")
+        env["CAMTRAP_CONFIG"] = str(config)
+        rss, code = peak_rss_mb(
+            [
+                "device.cli",
+                "simulate",
+                "--triggers",
+                "5",
+                "--data-dir",
+                str(tmp / name),
+            ],
+            env,
+        )
+        if code != 0:
+            raise RuntimeError(f"camtrap simulate exited {code}")
+        emit(name, rss, "MB")
+    # The same agent with the replay camera, which (like the Pi camera) hands over encoded
+    # frames: what the agent costs without the synthetic scene renderer.
+    frames = scene_frames(tmp / "frames")
+    config = tmp / "replay.toml"
+    config.write_text("[vision]\nenabled = false\n")
+    env["CAMTRAP_CONFIG"] = str(config)
+    rss, _ = peak_rss_mb(
+        [
+            "device.cli",
+            "simulate",
+            "--triggers",
+            "5",
+            "--images",
+            str(frames),
+            "--data-dir",
+            str(tmp / "replay"),
+        ],
         env,
     )
-    if code != 0:
-        raise RuntimeError(f"camtrap simulate exited {code}")
-    emit("agent_rss_mb", rss, "MB")
-
-
-def _has_vision() -> bool:
-    from device.config import Settings
-
-    return "vision" in Settings.model_fields
+    emit("agent_rss_mb_replay_camera", rss, "MB")
+    base, _ = peak_rss_mb(["tests.bench.import_floor"], env)
+    emit("agent_import_floor_rss_mb", base, "MB")
 
 
 def main() -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,16 +21,24 @@ def median(values: list[float]) -> float:
 
 def p95(values: list[float]) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
 
 
-def peak_rss_mb(args: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
-    """Peak RSS of one child process (from wait4, so other children do not count)."""
-    proc = subprocess.Popen(
-        args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT
-    )
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0 and proc.stderr is not None:
-        sys.stderr.write(proc.stderr.read().decode(errors="replace"))
-    return usage.ru_maxrss / 1024, proc.returncode
+def peak_rss_mb(module_args: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
+    """Peak RSS (MB) of ``python -m MODULE ARGS...``, as the program itself saw it."""
+    with tempfile.NamedTemporaryFile(prefix="camtrap-rss-", delete=False) as handle:
+        out = Path(handle.name)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "tests.bench.peak_rss", str(out), *module_args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=ROOT,
+        )
+        if proc.returncode != 0:
+            sys.stderr.write(proc.stderr.decode(errors="replace"))
+        text = out.read_text()
+        return (int(text) / 1024 if text else float("nan")), proc.returncode
+    finally:
+        out.unlink(missing_ok=True)

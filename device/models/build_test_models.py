@@ -1,0 +1,126 @@
+"""Build the tiny real TFLite models the tests use (tests/data/models/).
+
+Dev-time tool, run in the same build venv as build_default_pack.py (see its docstring for
+the pinned packages):
+
+    cd /work/main && /opt/camtrap-build/bin/python device/models/build_test_models.py
+
+Every model maps a 32x32 RGB image to a softmax over 4 classes; their weights are random
+(seeded), so only shapes, dtypes and quantisation are meaningful, never the predictions.
+Writes README.md beside the models with what each one is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("PYTHONHASHSEED", "0")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import numpy as np
+
+SEED = 4242
+SIDE = 32
+CLASSES = 4
+OUT = Path(__file__).resolve().parents[2] / "tests" / "data" / "models"
+
+
+def tiny_model():
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(SEED)
+    inp = keras.Input((SIDE, SIDE, 3), batch_size=1, name="image")
+    x = layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(inp)
+    x = layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dense(CLASSES)(x)
+    return keras.Model(inp, layers.Softmax()(x))
+
+
+def representative():
+    # Pixels scaled like the default pack: (x - 127) / 128, full range pinned.
+    rng = np.random.default_rng(SEED)
+    for _ in range(32):
+        x = (rng.integers(0, 256, (1, SIDE, SIDE, 3)).astype(np.float32) - 127) / 128
+        x[0, 0, 0, 0], x[0, 0, 1, 0] = -127 / 128, 1.0
+        yield [x]
+
+
+def convert(model, io_type=None, int16_activations: bool = False) -> bytes:
+    import tensorflow as tf
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    if io_type is not None:
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = representative
+        ops = tf.lite.OpsSet
+        conv.target_spec.supported_ops = [
+            ops.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+            if int16_activations
+            else ops.TFLITE_BUILTINS_INT8
+        ]
+        conv.inference_input_type = io_type
+        conv.inference_output_type = io_type
+    return conv.convert()
+
+
+def describe(data: bytes) -> str:
+    import tensorflow as tf
+
+    interp = tf.lite.Interpreter(model_content=data)
+    parts = []
+    tensors = (("in", interp.get_input_details()[0]), ("out", interp.get_output_details()[0]))
+    for label, det in tensors:
+        scale, zero = det["quantization"]
+        q = f"scale {scale:.8g}, zero point {zero}" if scale else "not quantised"
+        parts.append(f"{label} {det['dtype'].__name__} {list(map(int, det['shape']))} ({q})")
+    return "; ".join(parts)
+
+
+def main() -> int:
+    import tensorflow as tf
+
+    model = tiny_model()
+    builds = {
+        "tiny_float32.tflite": ("float32 weights and activations", convert(model)),
+        "tiny_uint8.tflite": ("full integer, uint8 input/output", convert(model, tf.uint8)),
+        "tiny_int8.tflite": ("full integer, int8 input/output", convert(model, tf.int8)),
+        "tiny_int16_input.tflite": (
+            "16x8 quantised, int16 input/output: an input type the agent must refuse",
+            convert(model, tf.int16, int16_activations=True),
+        ),
+    }
+    OUT.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name, (what, data) in builds.items():
+        (OUT / name).write_bytes(data)
+        sha = hashlib.sha256(data).hexdigest()
+        rows.append(f"| `{name}` | {len(data)} | {what} | {describe(data)} | `{sha[:16]}` |")
+        print(name, len(data), describe(data))
+    readme = "\n".join(
+        [
+            "# Tiny test models",
+            "",
+            "Real TFLite models for tests, built by `device/models/build_test_models.py` (seeded,",
+            "random weights: only shapes, dtypes and quantisation mean anything). Each maps a",
+            f"1x{SIDE}x{SIDE}x3 RGB image to a softmax over {CLASSES} classes. Quantised inputs",
+            "follow the default pack: float input (x - 127) / 128, so uint8 input has scale",
+            "1/128 and zero point 127 and int8 input scale 1/128 and zero point -1.",
+            "",
+            "| file | bytes | what | tensors | sha256 (prefix) |",
+            "| --- | --- | --- | --- | --- |",
+            *rows,
+            "",
+        ]
+    )
+    (OUT / "README.md").write_text(readme, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,324 @@
+"""Score the blank filter and the species classifier against a labelled folder of images.
+
+labels.csv has columns ``file,label[,species]``; label is animal, blank, human or vehicle and
+species a common name. Human and vehicle frames count as "not blank": the filter must keep
+them. Every threshold in the sweep is reported so a reader can see the trade-off instead of
+one number tuned to one folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from device.vision.engine import ImageResult, VisionEngine
+from device.vision.preprocess import ImageError
+from device.vision.taxa import split_taxonomy
+
+TRUE_LABELS = ("animal", "blank", "human", "vehicle")
+PREDICTED = ("animal", "human", "vehicle", "blank", "unknown")
+SWEEP = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99)
+
+
+@dataclass
+class Sample:
+    file: str
+    label: str
+    species: str | None
+    result: ImageResult | None = None
+    error: str | None = None
+
+
+@dataclass
+class Rates:
+    threshold: float
+    animal_recall: float | None
+    nonblank_recall: float | None
+    blanks_removed: float | None
+    precision: float | None
+
+
+@dataclass
+class Report:
+    threshold: float
+    samples: list[Sample]
+    at_threshold: Rates
+    sweep: list[Rates]
+    confusion: dict[str, Counter]
+    species_top1: float | None
+    genus_top1: float | None
+    species_scored: int
+    species_not_in_model: list[str] = field(default_factory=list)
+
+
+def read_labels(path: Path) -> list[Sample]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or not {"file", "label"} <= set(reader.fieldnames):
+            raise ValueError(f"{path}: needs columns file,label[,species]")
+        samples = []
+        for n, row in enumerate(reader, 2):
+            label = (row.get("label") or "").strip().lower()
+            if label not in TRUE_LABELS:
+                raise ValueError(
+                    f"{path}:{n}: label {label!r} is not one of {', '.join(TRUE_LABELS)}"
+                )
+            species = (row.get("species") or "").strip() or None
+            samples.append(
+                Sample(row["file"].strip(), label, species if label == "animal" else None)
+            )
+        return samples
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return num / den if den else None
+
+
+def rates(samples: list[Sample], threshold: float) -> Rates:
+    scored = [s for s in samples if s.result is not None]
+    kept = {id(s) for s in scored if s.result.blank_score < threshold}
+    animals = [s for s in scored if s.label == "animal"]
+    nonblank = [s for s in scored if s.label != "blank"]
+    blanks = [s for s in scored if s.label == "blank"]
+    return Rates(
+        threshold=threshold,
+        animal_recall=_ratio(sum(id(s) in kept for s in animals), len(animals)),
+        nonblank_recall=_ratio(sum(id(s) in kept for s in nonblank), len(nonblank)),
+        blanks_removed=_ratio(sum(id(s) not in kept for s in blanks), len(blanks)),
+        precision=_ratio(sum(id(s) in kept for s in nonblank), len(kept)),
+    )
+
+
+def _normal_name(name: str) -> str:
+    """'African elephant (legs, close)' -> 'african elephant'."""
+    return re.sub(r"\s*\(.*?\)\s*", " ", name).strip().lower()
+
+
+def _species_keys(engine: VisionEngine) -> dict[str, str]:
+    """Normalised common or label name -> taxonomy key, for the species the model knows."""
+    out: dict[str, str] = {}
+    for taxon, display in zip(engine.pack.taxa, engine.pack.display_names, strict=True):
+        if taxon.kind == "animal" and taxon.taxonomy[4]:
+            for name in (taxon.common_name, display):
+                if name:
+                    out.setdefault(_normal_name(name), taxon.key)
+    return out
+
+
+def evaluate(engine: VisionEngine, folder: Path, labels_csv: Path) -> Report:
+    samples = read_labels(labels_csv)
+    for sample in samples:
+        try:
+            sample.result = engine.classify_image(folder / sample.file)
+        except ImageError as exc:
+            sample.error = str(exc)
+    threshold = engine.thresholds.blank
+    confusion: dict[str, Counter] = {label: Counter() for label in TRUE_LABELS}
+    for s in samples:
+        if s.result is not None:
+            confusion[s.label][s.result.observation_type] += 1
+    known = _species_keys(engine)
+    species_ok = genus_ok = scored = 0
+    missing = []
+    for s in samples:
+        if s.result is None or not s.species:
+            continue
+        true_key = known.get(_normal_name(s.species))
+        if true_key is None:
+            missing.append(s.species)
+            continue
+        scored += 1
+        pred = split_taxonomy(s.result.taxonomy)
+        truth = split_taxonomy(true_key)
+        if s.result.taxon_level == "species" and pred == truth:
+            species_ok += 1
+        if s.result.taxon_level in ("species", "genus") and pred[:4] == truth[:4]:
+            genus_ok += 1
+    return Report(
+        threshold=threshold,
+        samples=samples,
+        at_threshold=rates(samples, threshold),
+        sweep=[rates(samples, t) for t in sorted({*SWEEP, threshold})],
+        confusion=confusion,
+        species_top1=_ratio(species_ok, scored),
+        genus_top1=_ratio(genus_ok, scored),
+        species_scored=scored,
+        species_not_in_model=missing,
+    )
+
+
+def _pct(value: float | None) -> str:
+    return "  n/a" if value is None else f"{value * 100:5.1f}%"
+
+
+def format_report(report: Report) -> str:
+    r = report.at_threshold
+    n_err = sum(s.error is not None for s in report.samples)
+    counts = Counter(s.label for s in report.samples if s.result is not None)
+    lines = [
+        f"images: {len(report.samples)} ({n_err} unreadable)  "
+        + "  ".join(f"{k}={counts.get(k, 0)}" for k in TRUE_LABELS),
+        f"blank threshold: {report.threshold:.3f} (blank when blank_score >= threshold)",
+        f"animal recall: {_pct(r.animal_recall)}   not-blank recall (animal+human+vehicle): "
+        f"{_pct(r.nonblank_recall)}",
+        f"blanks removed: {_pct(r.blanks_removed)}   precision (kept frames not blank): "
+        f"{_pct(r.precision)}",
+        "",
+        "confusion (rows: truth, columns: predicted observation_type)",
+        f"{'':10}" + "".join(f"{p:>9}" for p in PREDICTED),
+    ]
+    for label in TRUE_LABELS:
+        row = report.confusion[label]
+        lines.append(f"{label:10}" + "".join(f"{row.get(p, 0):>9}" for p in PREDICTED))
+    lines += [
+        "",
+        f"species top-1: {_pct(report.species_top1)}   genus top-1: {_pct(report.genus_top1)}   "
+        f"(scored {report.species_scored}; not in the model: "
+        + (
+            ", ".join(f"{k} x{v}" for k, v in Counter(report.species_not_in_model).items())
+            or "none"
+        )
+        + ")",
+        "",
+        "threshold sweep",
+        f"{'threshold':>10}{'animal recall':>15}{'not-blank rec.':>16}"
+        f"{'blanks removed':>16}{'precision':>11}",
+    ]
+    for s in report.sweep:
+        mark = "  <- configured" if abs(s.threshold - report.threshold) < 1e-9 else ""
+        lines.append(
+            f"{s.threshold:>10.3f}{_pct(s.animal_recall):>15}{_pct(s.nonblank_recall):>16}"
+            f"{_pct(s.blanks_removed):>16}{_pct(s.precision):>11}{mark}"
+        )
+    lines += ["", "per image"]
+    for s in report.samples:
+        if s.result is None:
+            lines.append(f"  {s.file}: ERROR {s.error}")
+            continue
+        res = s.result
+        name = res.common_name or res.scientific_name or ""
+        lines.append(
+            f"  {s.file}: truth={s.label} pred={res.observation_type} {name} "
+            f"blank_score={res.blank_score:.3f} ({res.ms:.0f} ms)"
+        )
+    return "\n".join(lines)
+
+
+def plot(report: Report, out: Path) -> None:
+    """Precision/recall of the not-blank decision as the blank threshold moves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scores = sorted({s.result.blank_score for s in report.samples if s.result is not None})
+    points = [rates(report.samples, t + 1e-9) for t in scores] + [rates(report.samples, 0.0)]
+    pts = [(p.nonblank_recall, p.precision, p.threshold) for p in points if p.precision is not None]
+    fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
+    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label="not blank")
+    here = report.at_threshold
+    if here.nonblank_recall is not None and here.precision is not None:
+        ax.scatter(
+            [here.nonblank_recall],
+            [here.precision],
+            color="red",
+            zorder=3,
+            label=f"configured {report.threshold:.2f}",
+        )
+    ax.set_xlabel("recall (animal + human + vehicle kept)")
+    ax.set_ylabel("precision (kept frames that are not blank)")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_title("blank filter, threshold sweep")
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+
+
+@dataclass
+class BurstSample:
+    scene: str  # the scene kind: animal, light, wind, noise, night
+    label: str  # animal if any frame shows one, else blank
+    blank_score: float
+    observation_type: str
+
+
+def evaluate_synthetic(
+    engine: VisionEngine,
+    n_scenes: int,
+    seed: int,
+    size: tuple[int, int] = (1280, 720),
+    lores_size: tuple[int, int] = (320, 240),
+    frames: int = 3,
+) -> list[BurstSample]:
+    """Whole bursts from the synthetic scene generator, with their lores frames: this is the
+    path the trap takes, so motion evidence counts (single-image eval cannot show it)."""
+    import tempfile
+
+    from device.hardware.scene import SceneRenderer, encode_jpeg, lores_luma, plan_scene
+    from device.vision.engine import EventFrame
+
+    out = []
+    with tempfile.TemporaryDirectory(prefix="camtrap-eval-") as tmp:
+        for index in range(n_scenes):
+            plan = plan_scene(seed, index)
+            renderer = SceneRenderer(plan, size)
+            event, truths = [], []
+            for i in range(frames):
+                rendered = renderer.render(i)
+                path = Path(tmp) / f"s{index}_{i}.jpg"
+                path.write_bytes(encode_jpeg(rendered.image, 90))
+                lores = lores_luma(rendered.image, lores_size)
+                event.append(EventFrame(f"s{index}_{i}", path, lores))
+                truths.append(rendered.truth)
+            verdict = engine.classify_event(event)
+            label = "animal" if "animal" in truths else "blank"
+            out.append(
+                BurstSample(
+                    plan.kind, label, verdict.blank_score, verdict.observations[0].observation_type
+                )
+            )
+            if verdict.is_blank:
+                # What the agent does: frames of blank events teach the background.
+                for frame in event:
+                    engine.learn_background(frame.lores)
+    return out
+
+
+def format_bursts(samples: list[BurstSample], threshold: float) -> str:
+    def rates_at(t: float) -> tuple[float | None, float | None, float | None]:
+        animals = [s for s in samples if s.label == "animal"]
+        blanks = [s for s in samples if s.label == "blank"]
+        kept = [s for s in samples if s.blank_score < t]
+        return (
+            _ratio(sum(s.blank_score < t for s in animals), len(animals)),
+            _ratio(sum(s.blank_score >= t for s in blanks), len(blanks)),
+            _ratio(sum(s.label == "animal" for s in kept), len(kept)),
+        )
+
+    counts = Counter(s.label for s in samples)
+    recall, removed, precision = rates_at(threshold)
+    lines = [
+        f"synthetic bursts: {len(samples)} events  "
+        f"animal={counts['animal']} blank={counts['blank']}",
+        f"blank threshold: {threshold:.3f}",
+        f"animal recall: {_pct(recall)}   blanks removed: {_pct(removed)}   "
+        f"precision: {_pct(precision)}",
+        "blanks removed by false-trigger kind: "
+        + "  ".join(
+            f"{kind}={sum(s.blank_score >= threshold for s in group)}/{len(group)}"
+            for kind in sorted({s.scene for s in samples if s.label == "blank"})
+            for group in [[s for s in samples if s.label == "blank" and s.scene == kind]]
+        ),
+        "",
+        f"{'threshold':>10}{'animal recall':>15}{'blanks removed':>16}{'precision':>11}",
+    ]
+    for t in sorted({*SWEEP, threshold}):
+        r, b, p = rates_at(t)
+        mark = "  <- configured" if abs(t - threshold) < 1e-9 else ""
+        lines.append(f"{t:>10.3f}{_pct(r):>15}{_pct(b):>16}{_pct(p):>11}{mark}")
+    return "\n".join(lines)
