@@ -49,7 +49,7 @@ def blank_world(tmp_path, policy: str):
     return trap_settings(
         tmp_path,
         camera={"backend": "replay", "replay_dir": frames},
-        vision={"blank_media_policy": policy, "tiles": False},
+        vision={"enabled": True, "blank_media_policy": policy, "tiles": False},
     )
 
 
@@ -118,7 +118,7 @@ def test_a_pack_that_cannot_serve_leaves_capture_running_and_events_unclassified
     settings = trap_settings(
         tmp_path,
         camera={"backend": "replay", "replay_dir": tmp_path / "frames"},
-        vision={"pack": broken},
+        vision={"enabled": True, "pack": broken},
     )
     agent = Agent(settings)
     run_bursts(agent, 1)
@@ -134,7 +134,7 @@ def test_a_pack_that_cannot_serve_leaves_capture_running_and_events_unclassified
 def test_every_synthetic_event_gets_a_machine_observation_from_the_default_pack(
     tmp_path, mock_pins
 ):
-    settings = trap_settings(tmp_path, camera={"main_size": (640, 480)})
+    settings = trap_settings(tmp_path, camera={"main_size": (640, 480)}, vision={"enabled": True})
     agent = Agent(settings)
     agent.start()
     try:

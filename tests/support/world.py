@@ -31,6 +31,9 @@ def trap_settings(root: Path, **sections: dict[str, Any]) -> Settings:
             "cooldown_s": 0.05,
             "timelapse_interval_s": 0,
         },
+        # Classification is switched on by the tests about it; elsewhere it would only
+        # slow tests down and turn blank test frames into thumbnails.
+        "vision": {"enabled": False},
         "clock": {
             "timesync_flag": root / "no-timesync",
             "rtc_device": root / "no-rtc",
