@@ -1,5 +1,7 @@
 """Shared pytest configuration."""
 
 pytest_plugins = [
+    "tests.support.broker",
+    "tests.support.pubsub_emulator",
     "tests.support.world",
 ]

@@ -1,0 +1,1 @@
+"""camtrap cloud stub: the fleet PKI and the ingest that stores what traps upload."""

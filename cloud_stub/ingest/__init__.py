@@ -1,0 +1,1 @@
+"""Cloud ingest: reassemble, verify, deduplicate, store, then acknowledge."""

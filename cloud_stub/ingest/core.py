@@ -1,0 +1,257 @@
+"""The transport-independent heart of ingest: validate, deduplicate, store, then answer.
+
+``Ingestor.handle_batch`` takes raw payloads with the device id the transport vouches for (the
+MQTT topic, which the broker's ACL ties to the client certificate; or the Pub/Sub attribute)
+and returns, per payload, the replies to send. It commits before it returns, so a caller that
+sends the replies afterwards never acknowledges anything that is not on disk. A bad message is
+rejected with a reason (logged, counted, recorded in ``rejections``); it never raises.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cloud_stub.ingest.chunks import PartialChunks
+from cloud_stub.ingest.store import IngestStore
+from device import protocol
+from device.protocol import (
+    Ack,
+    CaptureMeta,
+    DeviceEvent,
+    ErrorReply,
+    MediaChunk,
+    ProtocolError,
+    Status,
+    Telemetry,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Incoming:
+    source: str  # MQTT topic or Pub/Sub subscription, for the log
+    device_id: str | None  # who the transport says sent it
+    subtopic: str | None  # "meta", "media", ... from the topic or the Pub/Sub attribute
+    payload: bytes
+
+
+@dataclass
+class Outcome:
+    replies: list[Ack | ErrorReply] = field(default_factory=list)
+    # The sender cannot be told (Pub/Sub): redeliver later instead of acking, e.g. a chunk that
+    # overtook its metadata.
+    retry_later: bool = False
+    rejected: str | None = None
+
+
+class Ingestor:
+    def __init__(self, root: Path, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        self.store = IngestStore(root)
+        self.partial = PartialChunks(root)
+        self.max_message_bytes = max_message_bytes
+        # MQTT and Pub/Sub sources may run side by side; the store has one connection.
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.store.close()
+
+    def handle(self, item: Incoming) -> Outcome:
+        return self.handle_batch([item])[0]
+
+    def handle_batch(self, items: list[Incoming]) -> list[Outcome]:
+        """Process ``items`` in one transaction; replies are safe to send once this returns."""
+        with self._lock:
+            return self._handle_batch(items)
+
+    def _handle_batch(self, items: list[Incoming]) -> list[Outcome]:
+        after_commit: list[Callable[[], None]] = []
+        outcomes: list[Outcome] = []
+        self.store.begin()
+        try:
+            for item in items:
+                self.store.savepoint()
+                try:
+                    outcome = self._handle(item, after_commit)
+                    self.store.release()
+                except Exception as exc:
+                    # A bug or a disk error on one message must not lose the rest of the batch.
+                    log.exception("ingest failed on a message from %s", item.source)
+                    self.store.rollback_to_savepoint()
+                    outcome = self._reject(item, "internal_error", repr(exc)[:500])
+                    outcome.retry_later = True
+                outcomes.append(outcome)
+            # Files first, then the rows that point at them; acks go out only after both.
+            self.store.sync.flush()
+            self.store.commit()
+        except BaseException:
+            self.store.sync.discard()
+            self.store.rollback()
+            raise
+        for action in after_commit:
+            action()
+        return outcomes
+
+    # -- one message -------------------------------------------------------------------------
+
+    def _reject(
+        self, item: Incoming, reason: str, detail: str, device: str | None = None
+    ) -> Outcome:
+        log.warning("rejected message on %s: %s: %s", item.source, reason, detail)
+        self.store.reject(_now(), item.source, device or item.device_id, reason, detail)
+        return Outcome(rejected=reason)
+
+    def _handle(self, item: Incoming, after_commit: list[Callable[[], None]]) -> Outcome:
+        if item.device_id is None:
+            return self._reject(item, "unauthorised", "no device identity from the transport")
+        try:
+            message = protocol.decode(item.payload, max_bytes=self.max_message_bytes)
+        except ProtocolError as exc:
+            outcome = self._reject(item, exc.reason, exc.detail)
+            bad = exc.header
+            if bad is not None and bad.device_id == item.device_id:
+                # The header was sound, only the bytes were not: ask for that chunk again.
+                outcome.replies.append(_error(bad, exc.reason, exc.detail, retryable=True))
+            return outcome
+        if message.device_id != item.device_id:
+            return self._reject(
+                item,
+                "unauthorised",
+                f"payload says device {message.device_id!r}, transport says {item.device_id!r}",
+            )
+        expected = protocol.UP_SUFFIX_OF.get(message.type)
+        if expected is None or (item.subtopic is not None and item.subtopic != expected):
+            return self._reject(item, "wrong_topic", f"{message.type} on {item.subtopic!r}")
+        at = _now()
+        self.store.seen(message.device_id, at)
+        if isinstance(message, MediaChunk):
+            return self._chunk(item, message, at, after_commit)
+        if isinstance(message, Status):
+            self.store.store_status(message, at)
+            return Outcome()
+        assert isinstance(message, CaptureMeta | Telemetry | DeviceEvent)
+        if self.store.already_received(message.device_id, message.item_id):
+            self.store.count(f"duplicates.{message.type}")
+            return Outcome(replies=[_ack(message, "complete", duplicate=True)])
+        if isinstance(message, CaptureMeta):
+            conflict = self.store.owner_conflict(message)
+            if conflict:
+                return self._reject(item, "unauthorised", conflict)
+            self.store.store_capture(message, at)
+        elif isinstance(message, Telemetry):
+            self.store.store_telemetry(message, at)
+        else:
+            self.store.store_device_event(message)
+        self.store.mark_received(message.device_id, message.item_id, message.type, at)
+        self.store.count(f"stored.{message.type}")
+        return Outcome(replies=[_ack(message, "complete")])
+
+    def _chunk(
+        self, item: Incoming, chunk: MediaChunk, at: str, after_commit: list[Callable[[], None]]
+    ) -> Outcome:
+        row = self.store.media_row(chunk.media_id)
+        if row is None or row["device_id"] != chunk.device_id:
+            # Usually the chunk overtook its metadata; the device (or Pub/Sub) tries again later.
+            outcome = self._reject(item, "unknown_media", f"media {chunk.media_id}")
+            outcome.replies.append(_error(chunk, "unknown_media", "send the metadata first"))
+            outcome.retry_later = True
+            return outcome
+        if chunk.kind == "full" and row["sha256"] and row["sha256"] != chunk.sha256:
+            outcome = self._reject(
+                item, "sha256_mismatch", f"{chunk.media_id}: file differs from its metadata"
+            )
+            outcome.replies.append(
+                _error(chunk, "sha256_mismatch", "file differs from its metadata", retryable=False)
+            )
+            return outcome
+        stored_path, stored_sha = (
+            (row["thumbnail_path"], row["thumbnail_sha256"])
+            if chunk.kind == "thumbnail"
+            else (row["file_path"], row["sha256"])
+        )
+        if stored_path and stored_sha == chunk.sha256:
+            self.store.count("duplicates.chunk")
+            return Outcome(replies=[_ack(chunk, "complete", duplicate=True)])
+
+        if chunk.count == 1:
+            # The common thumbnail case: the whole file is in hand, no need to stage it.
+            # decode() already hashed the data; equal digests spare hashing it twice.
+            whole_ok = chunk.chunk_sha256 == chunk.sha256 or (
+                hashlib.sha256(chunk.data).hexdigest() == chunk.sha256
+            )
+            if not whole_ok:
+                rejected = self._reject(
+                    item, "file_sha256_mismatch", f"{chunk.media_id} {chunk.kind}: bad file hash"
+                )
+                rejected.replies.append(
+                    _error(chunk, "file_sha256_mismatch", "resend the file", restart=True)
+                )
+                return rejected
+            relative = self.store.media_target(row, chunk.kind)
+            self.store.install_file([chunk.data], relative)
+            self.store.record_file(chunk.media_id, chunk.kind, relative, chunk.sha256, at)
+            self.store.count(f"stored.{chunk.kind}")
+            # "complete" covers every chunk, so a one-chunk file needs no per-chunk ack.
+            return Outcome(replies=[_ack(chunk, "complete")])
+
+        duplicate = self.partial.has(chunk)
+        if duplicate:
+            self.store.count("duplicates.chunk")
+        else:
+            self.partial.put(chunk, self.store.sync)
+        outcome = Outcome(replies=[_ack(chunk, chunk.index, duplicate=duplicate)])
+        if not self.partial.complete(chunk):
+            return outcome
+        if self.partial.whole_sha256(chunk) != chunk.sha256:
+            self.partial.discard(chunk)
+            rejected = self._reject(
+                item, "file_sha256_mismatch", f"{chunk.media_id} {chunk.kind}: chunks do not add up"
+            )
+            rejected.replies.append(
+                _error(chunk, "file_sha256_mismatch", "resend every chunk", restart=True)
+            )
+            return rejected
+        relative = self.store.media_target(row, chunk.kind)
+        self.store.install_file(self.partial.read(chunk), relative)
+        self.store.record_file(chunk.media_id, chunk.kind, relative, chunk.sha256, at)
+        self.store.count(f"stored.{chunk.kind}")
+        # Partial chunks go only after the row is committed: a crash in between resends
+        # nothing, the next duplicate chunk finds the file recorded.
+        after_commit.append(lambda: self.partial.discard(chunk))
+        outcome.replies.append(_ack(chunk, "complete"))
+        return outcome
+
+
+def _ack(
+    message: CaptureMeta | Telemetry | DeviceEvent | MediaChunk,
+    chunk: int | str,
+    duplicate: bool = False,
+) -> Ack:
+    return Ack(
+        device_id=message.device_id, item_id=message.item_id, chunk=chunk, duplicate=duplicate
+    )
+
+
+def _error(
+    chunk: MediaChunk, reason: str, detail: str, retryable: bool = True, restart: bool = False
+) -> ErrorReply:
+    return ErrorReply(
+        device_id=chunk.device_id,
+        item_id=chunk.item_id,
+        reason=reason,
+        detail=detail,
+        retryable=retryable,
+        restart=restart,
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()

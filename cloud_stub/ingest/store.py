@@ -1,0 +1,396 @@
+"""Where ingest keeps what it accepted: SQLite rows shaped like Camtrap DP, media as files.
+
+One connection, one writer thread (the ingest worker). Commits use ``synchronous=FULL`` because
+an ack goes to the device right after a commit and the device then forgets the item: a commit
+that a power cut could roll back would lose data. Media files are written to a temp name and
+renamed, and made durable (``durable.SyncBatch``) before the rows that point at them commit.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from cloud_stub.ingest.durable import SyncBatch
+from device.protocol import CaptureMeta, DeviceEvent, Status, Telemetry
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS devices (
+    device_id      TEXT PRIMARY KEY,
+    first_seen     TEXT NOT NULL,
+    last_seen      TEXT NOT NULL,
+    status         TEXT,            -- online | offline (retained status messages)
+    status_at      TEXT,
+    agent_version  TEXT
+);
+CREATE TABLE IF NOT EXISTS deployments (  -- Camtrap DP deployments (the fields ingest can know)
+    deployment_id     TEXT PRIMARY KEY,
+    camera_id         TEXT NOT NULL,      -- the device id
+    deployment_start  TEXT NOT NULL,
+    deployment_end    TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    event_id        TEXT PRIMARY KEY,
+    deployment_id   TEXT NOT NULL REFERENCES deployments(deployment_id),
+    device_id       TEXT NOT NULL,
+    capture_method  TEXT NOT NULL,
+    trigger_source  TEXT NOT NULL,
+    event_start     TEXT NOT NULL,
+    event_end       TEXT,
+    frame_count     INTEGER NOT NULL,
+    clock_source    TEXT NOT NULL,
+    clock_synced    INTEGER NOT NULL,
+    blank_score     REAL,
+    received_at     TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS media (        -- Camtrap DP media, plus what the device measured
+    media_id          TEXT PRIMARY KEY,
+    deployment_id     TEXT NOT NULL REFERENCES deployments(deployment_id),
+    event_id          TEXT NOT NULL REFERENCES events(event_id),
+    device_id         TEXT NOT NULL,
+    seq               INTEGER NOT NULL,
+    capture_method    TEXT NOT NULL,
+    timestamp         TEXT NOT NULL,
+    file_path         TEXT,               -- relative to the media root; NULL until received
+    file_name         TEXT NOT NULL,
+    file_mediatype    TEXT NOT NULL,
+    sha256            TEXT,
+    size              INTEGER,
+    width             INTEGER,
+    height            INTEGER,
+    exif_data         TEXT,
+    clock_source      TEXT NOT NULL,
+    clock_synced      INTEGER NOT NULL,
+    ir_on             INTEGER NOT NULL,
+    thumbnail_path    TEXT,
+    thumbnail_sha256  TEXT,
+    file_received_at  TEXT,
+    thumbnail_received_at TEXT
+);
+CREATE INDEX IF NOT EXISTS media_event ON media(event_id);
+CREATE TABLE IF NOT EXISTS observations (  -- Camtrap DP observations
+    observation_id             TEXT PRIMARY KEY,
+    deployment_id              TEXT NOT NULL REFERENCES deployments(deployment_id),
+    media_id                   TEXT REFERENCES media(media_id),
+    event_id                   TEXT NOT NULL REFERENCES events(event_id),
+    event_start                TEXT NOT NULL,
+    event_end                  TEXT NOT NULL,
+    observation_level          TEXT NOT NULL,
+    observation_type           TEXT NOT NULL,
+    scientific_name            TEXT,
+    common_name                TEXT,
+    taxon_level                TEXT,
+    taxonomy                   TEXT,
+    count                      INTEGER,
+    bbox_x REAL, bbox_y REAL, bbox_width REAL, bbox_height REAL,
+    classification_method      TEXT NOT NULL,
+    classified_by              TEXT,
+    classification_timestamp   TEXT,
+    classification_probability REAL,
+    blank_score                REAL,
+    details                    TEXT
+);
+CREATE INDEX IF NOT EXISTS observations_event ON observations(event_id);
+CREATE TABLE IF NOT EXISTS telemetry (
+    device_id   TEXT NOT NULL,
+    item_id     TEXT NOT NULL,
+    sent_at     TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    payload     TEXT NOT NULL,     -- the whole message as JSON
+    PRIMARY KEY (device_id, item_id)
+);
+CREATE TABLE IF NOT EXISTS device_events (
+    device_id   TEXT NOT NULL,
+    item_id     TEXT NOT NULL,
+    at          TEXT NOT NULL,
+    severity    TEXT NOT NULL,
+    code        TEXT NOT NULL,
+    message     TEXT NOT NULL,
+    PRIMARY KEY (device_id, item_id)
+);
+CREATE TABLE IF NOT EXISTS received (      -- the dedup ledger for whole items
+    device_id   TEXT NOT NULL,
+    item_id     TEXT NOT NULL,
+    type        TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    PRIMARY KEY (device_id, item_id)
+);
+CREATE TABLE IF NOT EXISTS rejections (
+    id          INTEGER PRIMARY KEY,
+    at          TEXT NOT NULL,
+    source      TEXT NOT NULL,     -- topic or subscription
+    device_id   TEXT,
+    reason      TEXT NOT NULL,
+    detail      TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+"""
+
+_EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "video/mp4": ".mp4"}
+
+
+def extension_for(mediatype: str) -> str:
+    return _EXTENSIONS.get(mediatype) or mimetypes.guess_extension(mediatype) or ".bin"
+
+
+class IngestStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.media_root = root / "media"
+        self.media_root.mkdir(parents=True, exist_ok=True)
+        self.sync = SyncBatch(root)
+        self.db_path = root / "ingest.sqlite"
+        # The worker thread owns the connection; it is created here and only used there.
+        self.db = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- transactions ------------------------------------------------------------------------
+
+    def begin(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        self.db.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+
+    def savepoint(self) -> None:
+        self.db.execute("SAVEPOINT one_message")
+
+    def release(self) -> None:
+        self.db.execute("RELEASE one_message")
+
+    def rollback_to_savepoint(self) -> None:
+        self.db.execute("ROLLBACK TO one_message")
+        self.db.execute("RELEASE one_message")
+
+    # -- bookkeeping -------------------------------------------------------------------------
+
+    def count(self, name: str, by: int = 1) -> None:
+        self.db.execute(
+            "INSERT INTO counters(name, value) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+            (name, by),
+        )
+
+    def counters(self) -> dict[str, int]:
+        return {r["name"]: r["value"] for r in self.db.execute("SELECT name, value FROM counters")}
+
+    def reject(self, at: str, source: str, device_id: str | None, reason: str, detail: str) -> None:
+        self.db.execute(
+            "INSERT INTO rejections(at, source, device_id, reason, detail) VALUES (?,?,?,?,?)",
+            (at, source, device_id, reason, detail[:1000]),
+        )
+        self.count(f"rejected.{reason}")
+
+    def seen(self, device_id: str, at: str) -> None:
+        self.db.execute(
+            "INSERT INTO devices(device_id, first_seen, last_seen) VALUES (?, ?, ?) "
+            "ON CONFLICT(device_id) DO UPDATE SET last_seen = excluded.last_seen",
+            (device_id, at, at),
+        )
+
+    def already_received(self, device_id: str, item_id: str) -> bool:
+        row = self.db.execute(
+            "SELECT 1 FROM received WHERE device_id = ? AND item_id = ?", (device_id, item_id)
+        ).fetchone()
+        return row is not None
+
+    def mark_received(self, device_id: str, item_id: str, type_: str, at: str) -> None:
+        self.db.execute(
+            "INSERT INTO received(device_id, item_id, type, received_at) VALUES (?,?,?,?)",
+            (device_id, item_id, type_, at),
+        )
+
+    # -- messages ----------------------------------------------------------------------------
+
+    def owner_conflict(self, meta: CaptureMeta) -> str | None:
+        """Why ``meta`` may not be stored for its device (ids owned by another device), or None."""
+        dep = self.db.execute(
+            "SELECT camera_id FROM deployments WHERE deployment_id = ?", (meta.event.deployment_id,)
+        ).fetchone()
+        if dep is not None and dep["camera_id"] != meta.device_id:
+            return f"deployment {meta.event.deployment_id} belongs to {dep['camera_id']}"
+        ids = [m.media_id for m in meta.media]
+        owners = self.db.execute(
+            "SELECT device_id FROM events WHERE event_id = ? AND device_id != ?",
+            (meta.event.event_id, meta.device_id),
+        ).fetchall()
+        if ids:
+            marks = ",".join("?" * len(ids))
+            owners += self.db.execute(
+                f"SELECT device_id FROM media WHERE media_id IN ({marks}) AND device_id != ?",
+                (*ids, meta.device_id),
+            ).fetchall()
+        if owners:
+            return f"event or media ids already belong to {owners[0]['device_id']}"
+        return None
+
+    def store_capture(self, meta: CaptureMeta, at: str) -> None:
+        ev = meta.event
+        end = (ev.event_end or ev.event_start).isoformat()
+        self.db.execute(
+            "INSERT INTO deployments(deployment_id, camera_id, deployment_start, deployment_end) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT(deployment_id) DO UPDATE SET "
+            "deployment_start = min(deployment_start, excluded.deployment_start), "
+            "deployment_end = max(deployment_end, excluded.deployment_end)",
+            (ev.deployment_id, meta.device_id, ev.event_start.isoformat(), end),
+        )
+        self.db.execute(
+            "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                ev.event_id,
+                ev.deployment_id,
+                meta.device_id,
+                ev.capture_method,
+                ev.trigger_source,
+                ev.event_start.isoformat(),
+                ev.event_end.isoformat() if ev.event_end else None,
+                ev.frame_count,
+                ev.clock_source,
+                ev.clock_synced,
+                ev.blank_score,
+                at,
+            ),
+        )
+        self.db.executemany(
+            "INSERT OR IGNORE INTO media(media_id, deployment_id, event_id, device_id, seq, "
+            "capture_method, timestamp, file_name, file_mediatype, sha256, size, width, height, "
+            "exif_data, clock_source, clock_synced, ir_on) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                (
+                    m.media_id,
+                    m.deployment_id,
+                    m.event_id,
+                    meta.device_id,
+                    m.seq,
+                    m.capture_method,
+                    m.timestamp.isoformat(),
+                    m.file_name,
+                    m.file_mediatype,
+                    m.sha256,
+                    m.size,
+                    m.width,
+                    m.height,
+                    json.dumps(m.exif_data) if m.exif_data is not None else None,
+                    m.clock_source,
+                    m.clock_synced,
+                    m.ir_on,
+                )
+                for m in meta.media
+            ],
+        )
+        self.db.executemany(
+            "INSERT OR IGNORE INTO observations VALUES "
+            "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                (
+                    o.observation_id,
+                    o.deployment_id,
+                    o.media_id,
+                    o.event_id,
+                    o.event_start.isoformat(),
+                    o.event_end.isoformat(),
+                    o.observation_level,
+                    o.observation_type,
+                    o.scientific_name,
+                    o.common_name,
+                    o.taxon_level,
+                    o.taxonomy,
+                    o.count,
+                    o.bbox_x,
+                    o.bbox_y,
+                    o.bbox_width,
+                    o.bbox_height,
+                    o.classification_method,
+                    o.classified_by,
+                    o.classification_timestamp.isoformat() if o.classification_timestamp else None,
+                    o.classification_probability,
+                    o.blank_score,
+                    json.dumps(o.details) if o.details is not None else None,
+                )
+                for o in meta.observations
+            ],
+        )
+
+    def store_telemetry(self, msg: Telemetry, at: str) -> None:
+        self.db.execute(
+            "INSERT OR IGNORE INTO telemetry VALUES (?,?,?,?,?)",
+            (msg.device_id, msg.item_id, msg.sent_at.isoformat(), at, msg.model_dump_json()),
+        )
+
+    def store_device_event(self, msg: DeviceEvent) -> None:
+        self.db.execute(
+            "INSERT OR IGNORE INTO device_events VALUES (?,?,?,?,?,?)",
+            (msg.device_id, msg.item_id, msg.at.isoformat(), msg.severity, msg.code, msg.message),
+        )
+
+    def store_status(self, msg: Status, at: str) -> None:
+        self.db.execute(
+            "UPDATE devices SET status = ?, status_at = ?, agent_version = "
+            "coalesce(?, agent_version) WHERE device_id = ?",
+            (msg.state, at, msg.agent_version, msg.device_id),
+        )
+
+    # -- media -------------------------------------------------------------------------------
+
+    def media_row(self, media_id: str) -> sqlite3.Row | None:
+        return self.db.execute("SELECT * FROM media WHERE media_id = ?", (media_id,)).fetchone()
+
+    def media_target(self, row: sqlite3.Row, kind: str) -> Path:
+        """Relative path of a received file: ``<deployment>/[thumbnails/]<mediaID><ext>``."""
+        if kind == "thumbnail":
+            return Path(row["deployment_id"]) / "thumbnails" / f"{row['media_id']}.jpg"
+        return (
+            Path(row["deployment_id"]) / f"{row['media_id']}{extension_for(row['file_mediatype'])}"
+        )
+
+    def install_file(self, pieces: Iterable[bytes], relative: Path) -> None:
+        """Write a received file into the media tree; durable at the batch's ``flush``."""
+        self.sync.write(self.media_root / relative, pieces)
+
+    def record_file(self, media_id: str, kind: str, relative: Path, sha256: str, at: str) -> None:
+        if kind == "thumbnail":
+            sql = (
+                "UPDATE media SET thumbnail_path = ?, thumbnail_sha256 = ?, "
+                "thumbnail_received_at = ? WHERE media_id = ?"
+            )
+        else:
+            sql = (
+                "UPDATE media SET file_path = ?, sha256 = ?, file_received_at = ? "
+                "WHERE media_id = ?"
+            )
+        self.db.execute(sql, (str(relative), sha256, at, media_id))
+
+    def rows(self, table: str) -> list[dict[str, Any]]:
+        """Every row of one table, for tests and the CLI's summary."""
+        if table not in {
+            "devices",
+            "deployments",
+            "events",
+            "media",
+            "observations",
+            "telemetry",
+            "device_events",
+            "received",
+            "rejections",
+        }:
+            raise ValueError(table)
+        return [dict(r) for r in self.db.execute(f"SELECT * FROM {table}")]

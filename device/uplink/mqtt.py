@@ -1,0 +1,309 @@
+"""MQTT v5 link to the fleet broker (paho-mqtt 2.x), shaped by ``transport.Transport``.
+
+Choices and why:
+
+* Client id = device id and ``clean_start=False`` with a session expiry: the broker keeps our
+  subscription and queues the acks ingest sends while we are away, so an ack published just
+  after a drop still reaches us when we come back.
+* A retained ``online`` status on every connect and a retained ``offline`` last will, so the
+  cloud always sees the latest presence without polling.
+* QoS 1 everywhere. PUBACK only means the broker took the message, not that it is stored
+  (mosquitto loses acknowledged messages on SIGKILL): delivery is judged by ingest's app acks.
+* paho 2.2 ignores the broker's Maximum Packet Size and would resend an oversize message after
+  every reconnect, so we read it from CONNACK ourselves and refuse bigger payloads up front.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from device import __version__, protocol
+from device.protocol import Ack, AckBatch, ErrorReply, ProtocolError, Status, UpMessage
+from device.uplink.transport import SendHandle, Transport, TransportError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from device.config import Settings
+
+log = logging.getLogger(__name__)
+
+# MQTT's own ceiling on a packet (the largest Remaining Length plus the fixed header).
+MQTT_PROTOCOL_MAX = 268_435_455 + 5
+
+
+def publish_overhead(topic: str) -> int:
+    """Bytes a QoS 1 MQTT v5 PUBLISH adds to its payload when it carries no properties.
+
+    Fixed header (1) + Remaining Length (at most 4) + topic length (2) + topic + packet id (2)
+    + property length (1, for an empty property set).
+    """
+    return 1 + 4 + 2 + len(topic.encode()) + 2 + 1
+
+
+class MqttSendHandle:
+    def __init__(self, item_id: str, info: mqtt.MQTTMessageInfo) -> None:
+        self.item_id = item_id
+        self.info = info
+
+    def wait(self, timeout: float | None = None) -> bool:
+        try:
+            self.info.wait_for_publish(timeout)
+        except (RuntimeError, ValueError):
+            # paho raises when the message was refused locally (no connection, queue full).
+            return False
+        return self.info.is_published()
+
+
+class MqttTransport(Transport):
+    name = "mqtt"
+
+    def __init__(
+        self,
+        device_id: str,
+        *,
+        host: str,
+        port: int,
+        tls: bool = True,
+        ca_file: Path | None = None,
+        cert_file: Path | None = None,
+        key_file: Path | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        keepalive_s: int = 60,
+        session_expiry_s: int = 7 * 24 * 3600,
+        max_payload_cap: int = 1024 * 1024,
+        max_inflight: int = 64,
+        downlink_handler: Callable[[str, bytes], None] | None = None,
+    ) -> None:
+        super().__init__(device_id)
+        self.host, self.port = host, port
+        self.keepalive_s = keepalive_s
+        self.session_expiry_s = session_expiry_s
+        self.max_payload_cap = max_payload_cap
+        self.downlink_handler = downlink_handler
+        self._connected = threading.Event()
+        self._started = False
+        self._broker_max_packet: int | None = None
+        self._last_refusal: str | None = None
+        self._subscribe_mid: int | None = None
+        # The longest up topic bounds the per-message overhead for every message we send.
+        self._longest_topic = max(
+            (protocol.up_topic(device_id, s) for s in protocol.UP_SUFFIXES), key=len
+        )
+
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=device_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
+        if tls:
+            context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+            if cert_file:
+                context.load_cert_chain(str(cert_file), str(key_file) if key_file else None)
+            client.tls_set_context(context)
+        elif username:
+            raise TransportError("refusing to send a password without TLS")
+        if username:
+            client.username_pw_set(username, password)
+        offline = Status(device_id=device_id, state="offline", agent_version=__version__)
+        client.will_set(
+            protocol.up_topic(device_id, "status"), protocol.encode(offline), qos=1, retain=True
+        )
+        client.max_inflight_messages_set(max_inflight)
+        client.max_queued_messages_set(0)
+        client.reconnect_delay_set(min_delay=1, max_delay=60)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        self.client = client
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, downlink_handler: Callable[[str, bytes], None] | None = None
+    ) -> MqttTransport:
+        cfg = settings.uplink.mqtt
+        return cls(
+            settings.device.id,
+            host=cfg.host,
+            port=cfg.port,
+            tls=cfg.tls,
+            ca_file=cfg.ca_file,
+            cert_file=cfg.cert_file,
+            key_file=cfg.key_file,
+            username=cfg.username,
+            password=cfg.password.get_secret_value() if cfg.password else None,
+            keepalive_s=cfg.keepalive_s,
+            session_expiry_s=cfg.session_expiry_s,
+            max_payload_cap=settings.uplink.max_payload_bytes,
+            downlink_handler=downlink_handler,
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def connect(self, timeout: float = 15.0) -> None:
+        """Start the link and wait until the broker accepted us.
+
+        On timeout this raises, but the client keeps retrying in the background (with backoff)
+        until ``close()``: watch ``on_connection_change`` to learn when it comes up.
+        """
+        self._last_refusal = None
+        if not self._started:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self.session_expiry_s
+            self.client.connect_async(
+                self.host, self.port, self.keepalive_s, clean_start=False, properties=props
+            )
+            self.client.loop_start()
+            self._started = True
+        deadline = time.monotonic() + timeout
+        while not self._connected.wait(min(0.05, max(0.0, deadline - time.monotonic()))):
+            # A refusal (bad credentials, not authorised) will not cure itself: say so now.
+            if self._last_refusal or time.monotonic() >= deadline:
+                why = f" (broker said: {self._last_refusal})" if self._last_refusal else ""
+                raise TransportError(f"no MQTT session with {self.host}:{self.port}{why}")
+
+    def close(self) -> None:
+        if not self._started:
+            return
+        if self._connected.is_set():
+            offline = Status(device_id=self.device_id, state="offline", agent_version=__version__)
+            info = self.client.publish(
+                protocol.up_topic(self.device_id, "status"),
+                protocol.encode(offline),
+                qos=1,
+                retain=True,
+            )
+            MqttSendHandle("", info).wait(5.0)
+        self.client.disconnect()
+        self.client.loop_stop()
+        self._started = False
+        self._connected.clear()
+
+    @property
+    def is_connected(self) -> bool:
+        return self._connected.is_set()
+
+    @property
+    def broker_max_packet_size(self) -> int | None:
+        """What the broker announced in CONNACK (None: it set no limit)."""
+        return self._broker_max_packet
+
+    @property
+    def max_payload_bytes(self) -> int:
+        packet_max = self._broker_max_packet or MQTT_PROTOCOL_MAX
+        return min(self.max_payload_cap, packet_max - publish_overhead(self._longest_topic))
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def _send(self, message: UpMessage, payload: bytes) -> SendHandle:
+        retain = isinstance(message, Status)
+        info = self.client.publish(protocol.topic_for(message), payload, qos=1, retain=retain)
+        return MqttSendHandle(getattr(message, "item_id", ""), info)
+
+    # -- paho callbacks (network thread) -------------------------------------------------------
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason_code: Any,
+        properties: Properties | None,
+    ) -> None:
+        if reason_code.is_failure:
+            self._last_refusal = str(reason_code)
+            log.warning("broker refused the connection: %s", reason_code)
+            return
+        self._last_refusal = None
+        self._broker_max_packet = getattr(properties, "MaximumPacketSize", None)
+        _, self._subscribe_mid = client.subscribe(
+            f"{protocol.TOPIC_ROOT}/{self.device_id}/down/#", qos=1
+        )
+        online = Status(
+            device_id=self.device_id,
+            state="online",
+            agent_version=__version__,
+            since=protocol.utc_now(),
+        )
+        client.publish(
+            protocol.up_topic(self.device_id, "status"), protocol.encode(online), qos=1, retain=True
+        )
+        log.info(
+            "connected to %s:%s (session present: %s, max packet: %s)",
+            self.host,
+            self.port,
+            flags.session_present,
+            self._broker_max_packet,
+        )
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[Any],
+        properties: Properties | None,
+    ) -> None:
+        if mid != self._subscribe_mid:
+            return
+        if any(rc.is_failure for rc in reason_codes):
+            # Sending still works, but no ack can reach us: the outbox will keep resending.
+            log.error("broker refused our down-topic subscription: %s", reason_codes)
+        # Usable only from here on: an ack published before the SUBACK could miss us.
+        self._connected.set()
+        self._notify(True)
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason_code: Any,
+        properties: Properties | None,
+    ) -> None:
+        was_connected = self._connected.is_set()
+        self._connected.clear()
+        if was_connected:
+            log.info("disconnected from %s:%s: %s", self.host, self.port, reason_code)
+            self._notify(False)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            device_id, direction, suffix = protocol.parse_topic(msg.topic)
+            if device_id != self.device_id or direction != "down":
+                raise ProtocolError("bad_topic", msg.topic)
+            if suffix != "ack":
+                self._hand_down(suffix, msg.payload)
+                return
+            reply = protocol.decode(msg.payload)
+            if not isinstance(reply, Ack | AckBatch | ErrorReply):
+                raise ProtocolError("unexpected", f"{reply.type} on the ack topic")
+            if reply.device_id != self.device_id:
+                raise ProtocolError("unexpected", f"{reply.type} for {reply.device_id}")
+        except ProtocolError as exc:
+            # A bad downlink message must not take the link down; the outbox retries anyway.
+            log.warning("ignoring downlink message on %s: %s", msg.topic, exc)
+            return
+        for event in reply.expand() if isinstance(reply, AckBatch) else [reply]:
+            self._emit(event)
+
+    def _hand_down(self, suffix: str, payload: bytes) -> None:
+        if self.downlink_handler is None:
+            return
+        try:
+            self.downlink_handler(suffix, payload)
+        except Exception:
+            # paho re-raises callback errors on its network thread, which would end the loop.
+            log.exception("downlink handler failed on %s", suffix)
