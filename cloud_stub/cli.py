@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import signal
@@ -11,6 +12,18 @@ import threading
 from pathlib import Path
 
 log = logging.getLogger("camtrap-cloud")
+
+# Parts of the stub that add their own subcommands; each module has ``register(subparsers)``
+# adding parsers whose ``func(args) -> int`` runs them.
+COMMAND_MODULES = (
+    "cloud_stub.export.commands",
+    "cloud_stub.handoff.commands",
+    "cloud_stub.report.commands",
+    "cloud_stub.registry.commands",
+    "cloud_stub.models.commands",
+    "cloud_stub.review.commands",
+    "cloud_stub.demo",
+)
 
 
 def _ingest(args: argparse.Namespace) -> int:
@@ -117,6 +130,15 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument("client_id")
     client.add_argument("out_dir", type=Path)
     ca.set_defaults(func=_ca)
+
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if not (exc.name and name.startswith(exc.name)):
+                raise  # a real import error inside an existing module
+            continue  # that part of the stub is not installed
+        module.register(sub)
     return parser
 
 
