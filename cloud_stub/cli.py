@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import signal
 import sys
 import threading
 from pathlib import Path
+
+from device.plugins import register_optional
 
 log = logging.getLogger("camtrap-cloud")
 
@@ -131,14 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument("out_dir", type=Path)
     ca.set_defaults(func=_ca)
 
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if not (exc.name and name.startswith(exc.name)):
-                raise  # a real import error inside an existing module
-            continue  # that part of the stub is not installed
-        module.register(sub)
+    register_optional(sub, COMMAND_MODULES)
     return parser
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from collections.abc import Callable
@@ -11,6 +10,7 @@ from pathlib import Path
 
 from device import __version__
 from device.config import ConfigError, Settings, load_settings, redacted, to_toml
+from device.plugins import register_optional
 
 EXIT_CONFIG = 2
 # Rooms that add their own subcommands; each module has ``register(subparsers)``.
@@ -80,14 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.set_defaults(func=cmd_simulate)
 
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if not (exc.name and name.startswith(exc.name)):
-                raise  # a real import error inside an existing room
-            continue  # that room is not installed
-        module.register(sub)
+    register_optional(sub, COMMAND_MODULES)
     return parser
 
 

@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from device.agent import Agent
-from device.hardware.camera_synthetic import SyntheticCamera
 from device.config import Settings
+from device.hardware.camera_synthetic import SyntheticCamera
 from device.store.db import open_readonly
 from device.store.store import DB_NAME
-
 
 SCENE_GAP_S = SyntheticCamera.NEW_SCENE_GAP_S
 

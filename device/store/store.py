@@ -38,7 +38,6 @@ FAILED_DIR = "failed"
 SPOOL_DIR = "spool"
 
 
-
 @dataclass
 class CommitResult:
     committed_media: list[str] = field(default_factory=list)

@@ -70,6 +70,25 @@ class ObservationRow:  # maps 1:1 onto the `observations` table in device/store/
     bbox: tuple[float, float, float, float] | None = None  # normalised x, y, w, h top-left
     details: dict = field(default_factory=dict)  # top-k, rollup path, geofence, ms
 
+    @classmethod
+    def unclassified(
+        cls, classified_by: str, details: dict, blank_score: float | None = None
+    ) -> ObservationRow:
+        """An event-level row saying the event could not be classified (never blank)."""
+        return cls(
+            media_id=None,
+            observation_type="unclassified",
+            scientific_name=None,
+            common_name=None,
+            taxon_level=None,
+            taxonomy=None,
+            count=None,
+            classification_probability=None,
+            blank_score=blank_score,
+            classified_by=classified_by,
+            details=details,
+        )
+
 
 @dataclass
 class EventVerdict:
@@ -483,18 +502,8 @@ class VisionEngine:
                 if any(m.comparisons for m in motions)
                 else 0.0
             )
-            event = ObservationRow(
-                media_id=None,
-                observation_type="unclassified",
-                scientific_name=None,
-                common_name=None,
-                taxon_level=None,
-                taxonomy=None,
-                count=None,
-                classification_probability=None,
-                blank_score=round(score, 4),
-                classified_by=self.classified_by,
-                details={"frame_errors": errors},
+            event = ObservationRow.unclassified(
+                self.classified_by, {"frame_errors": errors}, round(score, 4)
             )
             return EventVerdict([event], score, False, errors)
         blank_score = min(r.blank_score for r in results)

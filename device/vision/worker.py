@@ -200,7 +200,11 @@ class ClassificationWorker(threading.Thread):
         stamp = local_now(self.settings.device.timezone).isoformat()
         removed: list[Path] = []
         with db.write() as conn:
-            rows = verdict.observations if verdict is not None else [_unclassified()]
+            rows = (
+                verdict.observations
+                if verdict is not None
+                else [ObservationRow.unclassified("", {"reason": "no model pack is serving"})]
+            )
             for row in rows:
                 insert_observation(conn, event_id, row, stamp)
             for media_id, (path, sha, size) in thumbs.items():
@@ -251,22 +255,6 @@ class ClassificationWorker(threading.Thread):
             self.stats.vehicles += 1
         else:
             self.stats.unclassified += 1
-
-
-def _unclassified() -> ObservationRow:
-    return ObservationRow(
-        media_id=None,
-        observation_type="unclassified",
-        scientific_name=None,
-        common_name=None,
-        taxon_level=None,
-        taxonomy=None,
-        count=None,
-        classification_probability=None,
-        blank_score=None,
-        classified_by="",
-        details={"reason": "no model pack is serving"},
-    )
 
 
 def insert_observation(
