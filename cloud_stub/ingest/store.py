@@ -133,6 +133,41 @@ CREATE TABLE IF NOT EXISTS counters (
 );
 """
 
+# -- Camtrap DP deployment fields (migration; read by cloud_stub/export) -----------------------
+# Ingest alone knows a deployment's camera and time span; provisioning records where and how
+# the camera was set up. These columns are added in place to stores created before them, so
+# the migration is idempotent and never rewrites rows. NULL means "not recorded".
+DEPLOYMENT_COLUMNS = {
+    "location_id": "TEXT",
+    "location_name": "TEXT",
+    "latitude": "REAL",
+    "longitude": "REAL",
+    "coordinate_uncertainty": "INTEGER",  # metres
+    "setup_by": "TEXT",
+    "camera_model": "TEXT",
+    "camera_delay": "INTEGER",  # seconds
+    "camera_height": "REAL",  # metres
+    "camera_depth": "REAL",
+    "camera_tilt": "INTEGER",  # degrees, -90..90
+    "camera_heading": "INTEGER",  # degrees, 0..360
+    "detection_distance": "REAL",
+    "timestamp_issues": "INTEGER",
+    "bait_use": "INTEGER",
+    "feature_type": "TEXT",
+    "habitat": "TEXT",
+    "deployment_groups": "TEXT",
+    "deployment_tags": "TEXT",
+    "deployment_comments": "TEXT",
+}
+
+
+def migrate_deployment_columns(db: sqlite3.Connection) -> None:
+    have = {row[1] for row in db.execute("PRAGMA table_info(deployments)")}
+    for name, decl in DEPLOYMENT_COLUMNS.items():
+        if name not in have:
+            db.execute(f"ALTER TABLE deployments ADD COLUMN {name} {decl}")
+
+
 _EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "video/mp4": ".mp4"}
 
 
@@ -154,6 +189,7 @@ class IngestStore:
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.executescript(SCHEMA)
+        migrate_deployment_columns(self.db)
 
     def close(self) -> None:
         self.db.close()
@@ -348,6 +384,43 @@ class IngestStore:
             "coalesce(?, agent_version) WHERE device_id = ?",
             (msg.state, at, msg.agent_version, msg.device_id),
         )
+
+    def record_deployment(self, deployment_id: str, camera_id: str, **fields: Any) -> None:
+        """Create or complete a deployment with provisioning's Camtrap DP fields (snake_case).
+
+        ``deployment_start``/``deployment_end`` widen the span ingest saw; other fields given
+        replace what was recorded. Unknown field names are refused.
+        """
+        unknown = set(fields) - set(DEPLOYMENT_COLUMNS) - {"deployment_start", "deployment_end"}
+        if unknown:
+            raise ValueError(f"unknown deployment fields: {sorted(unknown)}")
+        start = fields.pop("deployment_start", None)
+        end = fields.pop("deployment_end", None)
+        known = self.db.execute(
+            "SELECT 1 FROM deployments WHERE deployment_id = ?", (deployment_id,)
+        ).fetchone()
+        if known is None:
+            if start is None:
+                raise ValueError(f"new deployment {deployment_id} needs deployment_start")
+            self.db.execute(
+                "INSERT INTO deployments(deployment_id, camera_id, deployment_start, "
+                "deployment_end) VALUES (?, ?, ?, ?)",
+                (deployment_id, camera_id, start, end or start),
+            )
+        else:
+            self.db.execute(
+                "UPDATE deployments SET camera_id = ?, "
+                "deployment_start = min(deployment_start, coalesce(?, deployment_start)), "
+                "deployment_end = max(deployment_end, coalesce(?, deployment_end)) "
+                "WHERE deployment_id = ?",
+                (camera_id, start, end, deployment_id),
+            )
+        if fields:
+            sets = ", ".join(f"{name} = ?" for name in fields)
+            self.db.execute(
+                f"UPDATE deployments SET {sets} WHERE deployment_id = ?",
+                (*fields.values(), deployment_id),
+            )
 
     # -- media -------------------------------------------------------------------------------
 

@@ -1,0 +1,131 @@
+"""``camtrap-cloud export camtrap-dp`` and ``camtrap-cloud export validate``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from cloud_stub.export.metadata import CONTRIBUTOR_ROLES, SAMPLING_DESIGNS, ProjectInfo
+from cloud_stub.export.package import ExportError
+from cloud_stub.export.source import Selection
+
+
+def aware_datetime(text: str) -> datetime:
+    """A date (midnight UTC) or a datetime with its offset; a naive datetime is ambiguous."""
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date or datetime: {text!r}") from exc
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has no UTC offset; write e.g. {text}+00:00 or {text}Z"
+        )
+    return moment
+
+
+def contributor(text: str) -> dict[str, str]:
+    """``"Name"`` or ``"Name:role"``."""
+    title, _, role = text.rpartition(":") if ":" in text else (text, "", "")
+    entry = {"title": title.strip()}
+    if role:
+        if role not in CONTRIBUTOR_ROLES:
+            raise argparse.ArgumentTypeError(f"role must be one of {', '.join(CONTRIBUTOR_ROLES)}")
+        entry["role"] = role
+    if not entry["title"]:
+        raise argparse.ArgumentTypeError("a contributor needs a name")
+    return entry
+
+
+def _export(args: argparse.Namespace) -> int:
+    from cloud_stub.export.camtrap_dp import run_export
+
+    if (args.data_license is None) != (args.media_license is None):
+        print(
+            "camtrap-cloud export: give both --data-license and --media-license, or neither",
+            file=sys.stderr,
+        )
+        return 2
+    selection = Selection(
+        deployments=tuple(args.deployment or ()),
+        since=args.since,
+        until=args.until,
+        media_url_prefix=args.media_url_prefix,
+        public=args.public,
+        skip_unlocated=args.skip_unlocated,
+    )
+    project = ProjectInfo(
+        title=args.title,
+        sampling_design=args.sampling_design,
+        contributors=args.contributor or ProjectInfo().contributors,
+        data_license=args.data_license,
+        media_license=args.media_license,
+    )
+    try:
+        written = run_export(
+            args.root, args.out_dir, selection=selection, project=project, overwrite=args.overwrite
+        )
+    except ExportError as exc:
+        print(f"camtrap-cloud export: {exc}", file=sys.stderr)
+        return 1
+    counts = ", ".join(f"{n} {k}" for k, n in written.counts.items())
+    state = "validated" if written.validated else "NOT validated"
+    print(f"Camtrap DP package ({state}): {written.descriptor}")
+    print(f"  {counts}")
+    for note in written.notes:
+        print(f"  note: {note}")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from cloud_stub.export.validate import validate_package
+
+    descriptor = args.package / "datapackage.json" if args.package.is_dir() else args.package
+    if not descriptor.is_file():
+        print(
+            f"camtrap-cloud export validate: no datapackage.json at {descriptor}", file=sys.stderr
+        )
+        return 2
+    result = validate_package(descriptor)
+    print(f"{descriptor}: {result.summary()}")
+    return 0 if result.valid else 1
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    export = sub.add_parser("export", help="publishable data packages")
+    kinds = export.add_subparsers(dest="export_command", required=True)
+
+    dp = kinds.add_parser("camtrap-dp", help="write a Camtrap DP 1.0.2 package")
+    dp.add_argument("out_dir", type=Path, help="package directory (created whole or not at all)")
+    dp.add_argument("--root", type=Path, required=True, help="the ingest data dir")
+    dp.add_argument("--deployment", action="append", help="only this deployment (repeatable)")
+    dp.add_argument("--since", type=aware_datetime, help="events from (date or datetime+offset)")
+    dp.add_argument("--until", type=aware_datetime, help="events before (exclusive)")
+    dp.add_argument("--media-url-prefix", help="list media as URLs under this prefix, no copies")
+    dp.add_argument("--public", action="store_true", help="the media URLs are public")
+    dp.add_argument(
+        "--skip-unlocated",
+        action="store_true",
+        help="leave out deployments without coordinates instead of failing",
+    )
+    dp.add_argument("--overwrite", action="store_true", help="replace an existing package")
+    dp.add_argument("--title", default=ProjectInfo.title, help="project title")
+    dp.add_argument(
+        "--sampling-design", choices=SAMPLING_DESIGNS, default=ProjectInfo.sampling_design
+    )
+    dp.add_argument(
+        "--contributor",
+        type=contributor,
+        action="append",
+        help='"Name" or "Name:role" (repeatable)',
+    )
+    dp.add_argument("--data-license", help="e.g. CC0-1.0")
+    dp.add_argument("--media-license", help="e.g. CC-BY-4.0")
+    dp.set_defaults(func=_export)
+
+    check = kinds.add_parser("validate", help="validate a Camtrap DP package, offline")
+    check.add_argument("package", type=Path, help="package dir or its datapackage.json")
+    check.set_defaults(func=_validate)

@@ -1,0 +1,63 @@
+"""Labelled images from the cloud stub's own store: what reviewers verified.
+
+A person's label is preferred over the machine's by the same rule as the Camtrap DP export
+(``cloud_stub.export.preference``). By default only human-verified labels are used, because a
+model trained on its own guesses learns its own mistakes; ``include_machine`` adds machine
+labels that no one reviewed (e.g. for a first look at the class balance).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from cloud_stub.export.package import ExportError
+from cloud_stub.export.preference import HUMAN, preferred_observations
+from cloud_stub.export.source import open_readonly
+from cloud_stub.handoff.records import HandoffError, Record
+
+
+def _category(row: dict) -> str | None:
+    if row["observation_type"] == "animal":
+        return row.get("scientific_name") or row.get("common_name")
+    if row["observation_type"] in ("human", "vehicle", "blank"):
+        return row["observation_type"]
+    return None  # unknown / unclassified teach nothing
+
+
+def stub_records(ingest_root: Path, *, include_machine: bool = False) -> list[Record]:
+    media_root = Path(ingest_root) / "media"
+    try:
+        db = open_readonly(ingest_root)
+    except ExportError as exc:
+        raise HandoffError(str(exc)) from exc
+    try:
+        observations = [dict(r) for r in db.execute("SELECT * FROM observations")]
+        media = {r["media_id"]: dict(r) for r in db.execute("SELECT * FROM media")}
+    finally:
+        db.close()
+    by_event: dict[str, list[str]] = defaultdict(list)
+    for m in media.values():
+        by_event[m["event_id"]].append(m["media_id"])
+    records: dict[str, Record] = {}
+    for row in preferred_observations(observations):
+        if row["classification_method"] != HUMAN and not include_machine:
+            continue
+        category = _category(row)
+        if category is None:
+            continue
+        targets = [row["media_id"]] if row.get("media_id") else by_event[row["event_id"]]
+        for media_id in targets:
+            m = media.get(media_id)
+            if m is None or not m.get("file_path"):
+                continue  # only full-resolution files are worth training on
+            path = media_root / m["file_path"]
+            if path.is_file():
+                records[f"{media_id}\x00{category}"] = Record(
+                    image_id=media_id,
+                    file_name=m["file_path"],
+                    source=str(path.absolute()),
+                    category=category,
+                    origin="stub",
+                )
+    return sorted(records.values(), key=lambda r: (r.image_id, r.category))
