@@ -86,6 +86,9 @@ class StorageSection(Section):
     min_free_bytes: int = remote(
         default=512 * 1024 * 1024, ge=0, description="Free space retention keeps on the card."
     )
+    evict_below_confidence: float = remote(
+        default=0.65, ge=0, le=1, description="Retention may evict unsent media below this."
+    )
 
 
 class PirSection(Section):
@@ -195,6 +198,35 @@ class VisionSection(Section):
     background_alpha: float = remote(default=0.2, gt=0, le=1)
 
 
+class OtaSection(Section):
+    """Signed over-the-air model updates and remote configuration (docs/ota.md). Nothing
+    here is remote-changeable: the cloud must never choose which keys the device trusts."""
+
+    enabled: bool = Field(True, description="Act on desired-model/config and command messages")
+    trusted_keys: list[str] = Field(
+        default_factory=list,
+        description="Ed25519 public keys: file paths (PEM or base64) or inline base64 (32 bytes)",
+    )
+    trusted_keys_dir: Path = Field(
+        Path("/usr/share/camtrap/ota-keys"),
+        description="Every *.pub in it is trusted too (keys shipped with the package)",
+    )
+    models_dir: Path | None = Field(
+        None, description="Installed packs and the current symlink; unset: <data_dir>/models"
+    )
+    download_dir: Path | None = Field(
+        None, description="Resumable partial downloads; unset: <models_dir>/.incoming"
+    )
+    trial_inferences: int = Field(
+        20, ge=0, le=100000, description="Events a new pack must classify before it is trusted"
+    )
+    download_timeout_s: float = Field(30.0, gt=0, description="Per HTTP request")
+    download_retries: int = Field(5, ge=0, le=1000, description="Resumed attempts per file")
+    ca_file: Path | None = Field(
+        None, description="CA for HTTPS pack downloads; unset: the system trust store"
+    )
+
+
 class MqttSection(Section):
     host: str = "localhost"
     port: int = Field(8883, ge=1, le=65535)
@@ -224,12 +256,35 @@ class UplinkSection(Section):
         ge=4096,
         description="Cap on one message; the broker's announced maximum may lower it further.",
     )
+    link_type: Literal["auto", "wifi", "metered"] = remote(
+        default="auto", description="auto asks NetworkManager; wifi/metered override it."
+    )
+    network_manager: bool = Field(True, description="Ask nmcli whether a network is up.")
+    metered_policy: Literal["metadata", "thumbnails", "all"] = remote(
+        default="metadata", description="What goes over a metered (cellular) link."
+    )
+    daily_byte_budget: int = remote(
+        default=0, ge=0, description="Bytes a day before only metadata goes; 0: no budget."
+    )
+    window_items: int = Field(256, ge=1, le=10000, description="Items in flight at once.")
+    window_bytes: int = Field(16 * 1024 * 1024, ge=4096, description="Unacked bytes in flight.")
+    ack_timeout_s: float = Field(60.0, gt=0, description="Silence before an item is retried.")
     mqtt: MqttSection = MqttSection()
     pubsub: PubSubSection = PubSubSection()
 
 
 class TelemetrySection(Section):
-    interval_s: float = remote(default=3600.0, ge=10, description="Heartbeat period.")
+    interval_s: float = remote(default=3600.0, ge=1, description="Heartbeat period.")
+    thermal_dir: Path = Field(Path("/sys/class/thermal"), description="thermal_zone*/temp")
+    uptime_file: Path = Field(Path("/proc/uptime"))
+
+
+class SecretsSection(Section):
+    """Secrets (passwords) kept apart from this file, so it can be shown and copied freely."""
+
+    file: Path | None = Field(
+        None, description="TOML file, mode 0600, same sections; merged over this file."
+    )
 
 
 class Settings(BaseSettings):
@@ -252,6 +307,8 @@ class Settings(BaseSettings):
     uplink: UplinkSection = UplinkSection()
     telemetry: TelemetrySection = TelemetrySection()
     vision: VisionSection = VisionSection()
+    ota: OtaSection = OtaSection()
+    secrets: SecretsSection = SecretsSection()
 
     @classmethod
     def settings_customise_sources(
@@ -303,9 +360,7 @@ def _in_mapping(data: dict[str, Any], loc: tuple[Any, ...]) -> bool:
     return True
 
 
-def describe_validation_error(
-    exc: ValidationError, data: dict[str, Any], source: str
-) -> str:
+def describe_validation_error(exc: ValidationError, data: dict[str, Any], source: str) -> str:
     """First error as ``source: key: message``; the file or the env var is named."""
     err = exc.errors(include_url=False)[0]
     loc = tuple(err["loc"])
@@ -321,6 +376,29 @@ def describe_validation_error(
     return f"{where or source}: {key}: {message}{suffix}"
 
 
+def merge_secrets(data: dict[str, Any], secrets_path: Path) -> dict[str, Any]:
+    """``data`` with the secrets file's sections merged in (the secrets file wins).
+
+    Secrets live apart so the main file can be shown, copied and diffed freely; a secrets file
+    others can read is refused rather than trusted.
+    """
+    try:
+        mode = secrets_path.stat().st_mode
+    except OSError as exc:
+        raise ConfigError(f"{secrets_path}: secrets file not readable ({exc.strerror})") from exc
+    if mode & 0o077:
+        raise ConfigError(f"{secrets_path}: secrets file must be mode 0600, is {mode & 0o777:o}")
+
+    def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+        out = dict(base)
+        for key, value in extra.items():
+            both = isinstance(value, dict) and isinstance(out.get(key), dict)
+            out[key] = merge(out[key], value) if both else value
+        return out
+
+    return merge(data, read_toml(secrets_path))
+
+
 def load_settings(path: Path | None = None, *, require_file: bool = False) -> Settings:
     """Load and validate the configuration.
 
@@ -332,6 +410,9 @@ def load_settings(path: Path | None = None, *, require_file: bool = False) -> Se
     data: dict[str, Any] = {}
     if path.exists() or explicit or require_file:
         data = read_toml(path)
+    secrets_file = data.get("secrets", {}).get("file") if isinstance(data, dict) else None
+    if secrets_file:
+        data = merge_secrets(data, Path(secrets_file))
     try:
         return Settings(**data)
     except ValidationError as exc:

@@ -311,11 +311,65 @@ class ErrorReply(Envelope):
     restart: bool = False
 
 
+# -- OTA downlink (docs/ota.md): desired model, desired config, commands --------------------
+# Replies and progress travel up as ``device_event`` messages (codes ``model.*``, ``config.*``,
+# ``command.*``), so ingest stores them without knowing about OTA.
+
+PackName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")]
+PackVersion = Annotated[str, Field(max_length=64, pattern=r"^[0-9]+(\.[0-9]+)*$")]
+
+
+class DesiredModel(Envelope):
+    """The pack this device should run. Topic ``down/model``, retained. ``manifest`` is the
+    signed manifest verbatim; file ``F`` of the pack is fetched from ``url + "/" + F``."""
+
+    type: Literal["desired_model"] = "desired_model"
+    rollout_id: Ident
+    name: PackName
+    version: PackVersion
+    url: str = Field(min_length=8, max_length=2000, pattern=r"^https?://")
+    manifest: dict[str, Any]
+    published_at: AwareDatetime
+
+
+class DesiredConfig(Envelope):
+    """Remote-changeable settings, ``{section: {key: value}}``. Topic ``down/config``, retained.
+    ``version`` only grows; the device reports the version it applied."""
+
+    type: Literal["desired_config"] = "desired_config"
+    version: int = Field(ge=1)
+    values: dict[str, dict[str, Any]]
+    published_at: AwareDatetime
+
+
+class Command(Envelope):
+    """One-shot request (``sync-now``, ``capture-test``, ``restart-agent``). Topic
+    ``down/command``, never retained. Unknown names are answered with an error report."""
+
+    type: Literal["command"] = "command"
+    command_id: Ident
+    name: str = Field(min_length=1, max_length=64)
+    args: dict[str, Any] = Field(default_factory=dict)
+    issued_at: AwareDatetime
+
+
 UpMessage = CaptureMeta | MediaChunk | Telemetry | Status | DeviceEvent
-DownMessage = Ack | AckBatch | ErrorReply
+DownMessage = Ack | AckBatch | ErrorReply | DesiredModel | DesiredConfig | Command
 Message = Annotated[UpMessage | DownMessage, Field(discriminator="type")]
 _MESSAGE = TypeAdapter(Message)
-_TYPES = {"capture", "chunk", "telemetry", "status", "device_event", "ack", "acks", "error"}
+_TYPES = {
+    "capture",
+    "chunk",
+    "telemetry",
+    "status",
+    "device_event",
+    "ack",
+    "acks",
+    "error",
+    "desired_model",
+    "desired_config",
+    "command",
+}
 
 UP_SUFFIX_OF: dict[str, str] = {
     "capture": "meta",
@@ -325,7 +379,14 @@ UP_SUFFIX_OF: dict[str, str] = {
     "device_event": "event",
 }
 # An error answers an item just as an ack does, so both share the ack topic and one handler.
-DOWN_SUFFIX_OF: dict[str, str] = {"ack": "ack", "acks": "ack", "error": "ack"}
+DOWN_SUFFIX_OF: dict[str, str] = {
+    "ack": "ack",
+    "acks": "ack",
+    "error": "ack",
+    "desired_model": "model",
+    "desired_config": "config",
+    "command": "command",
+}
 
 
 # -- encoding -------------------------------------------------------------------------------

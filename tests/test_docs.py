@@ -11,7 +11,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_configuration_reference_lists_every_key_as_the_code_has_it():
     doc = (ROOT / "docs" / "configuration.md").read_text()
-    assert doc == reference_markdown(), "regenerate: camtrap config reference > docs/configuration.md"
+    assert doc == reference_markdown(), (
+        "regenerate: camtrap config reference > docs/configuration.md"
+    )
 
 
 def test_readme_opens_with_the_two_commands():

@@ -1,0 +1,1 @@
+"""The cloud stub's half of OTA model updates: keys, signing, serving, publishing, status."""

@@ -1,0 +1,54 @@
+"""``camtrap ota status``: what the OTA side of this trap believes (packs, floor, trial, keys)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from device.config import Settings
+
+
+def ota_status(settings: Settings) -> dict[str, Any]:
+    from device.ota.layout import Layout, active_pack_path
+    from device.ota.signing import trusted_keys
+    from device.ota.state import StateFile
+
+    layout = Layout.of(settings)
+    state = StateFile(layout.state_path).state if layout.state_path.exists() else None
+    try:
+        keys = sorted(trusted_keys(settings.ota.trusted_keys, [settings.ota.trusted_keys_dir]))
+        key_error = None
+    except (OSError, ValueError) as exc:
+        keys, key_error = [], str(exc)
+    return {
+        "active_pack": str(active_pack_path(settings)),
+        "current": layout.link_target(layout.current),
+        "previous": layout.link_target(layout.previous),
+        "floor_version": state.floor_version if state else None,
+        "failed_versions": state.failed if state else {},
+        "trial": state.trial.__dict__ if state and state.trial else None,
+        "config_version": state.config_version if state else 0,
+        "trusted_key_ids": keys,
+        "trusted_keys_error": key_error,
+    }
+
+
+def cmd_status(args: argparse.Namespace, load: Callable[[], Settings]) -> int:
+    status = ota_status(load())
+    if args.json:
+        print(json.dumps(status, indent=2))
+    else:
+        for key, value in status.items():
+            print(f"{key:18} {value}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ota", help="over-the-air updates: installed packs and state")
+    osub = p.add_subparsers(dest="ota_command", required=True)
+    q = osub.add_parser("status", help="active pack, anti-rollback floor, trial, trusted keys")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_status)

@@ -1,0 +1,343 @@
+"""Install one desired model: verify, download, stage, self-test, switch; and roll back.
+
+Order matters and is the security argument (docs/ota.md): nothing from the network is used
+before the manifest's signature verified against a trusted key; nothing is downloaded for a
+version that is not strictly newer than the anti-rollback floor or whose manifest expired; no
+file is kept unless its size and sha256 are the signed manifest's; ``current`` moves only to a
+complete, fsync'd directory that passed the golden self-test.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+import device
+from device.ota import layout as layout_mod
+from device.ota.download import Downloader, DownloadError, file_url
+from device.ota.fsutil import atomic_symlink, copy_durably, fsync_dir, fsync_tree
+from device.ota.layout import Layout
+from device.ota.reports import Reporter
+from device.ota.signing import SignatureError, verify_manifest
+from device.ota.state import StateFile, Trial, newer, parse_version
+from device.protocol import DesiredModel
+from device.vision.pack import FORMAT, PackError
+
+if TYPE_CHECKING:
+    from device.config import Settings
+    from device.vision.engine import VisionEngine
+
+log = logging.getLogger("camtrap.ota")
+
+EngineLoader = Callable[..., "VisionEngine"]  # (pack, vision, location) -> engine
+# (engine, trial events) -> None: make the engine serve (an EngineGuard swap).
+EngineSink = Callable[["VisionEngine", int], None]
+
+
+class Rejected(Exception):
+    """A step refused the update; ``step`` names it for the report."""
+
+    def __init__(self, step: str, reason: str) -> None:
+        super().__init__(reason)
+        self.step = step
+        self.reason = reason
+
+
+def _safe_name(name: str) -> bool:
+    path = PurePosixPath(name)
+    return bool(name) and not path.is_absolute() and ".." not in path.parts and "\\" not in name
+
+
+def _write_synced(path: Path, data: dict[str, Any]) -> None:
+    with path.open("w") as fh:
+        fh.write(json.dumps(data, indent=2) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _default_loader(pack: Path, vision: Any, location: Any) -> VisionEngine:
+    from device.vision.engine import VisionEngine
+
+    return VisionEngine.load(pack, vision, location)
+
+
+class ModelUpdater:
+    def __init__(
+        self,
+        settings: Settings,
+        state: StateFile,
+        trusted: dict[str, Any],
+        report: Reporter,
+        *,
+        engine_loader: EngineLoader | None = None,
+        serve: EngineSink | None = None,
+    ) -> None:
+        self.settings = settings
+        self.layout = Layout.of(settings)
+        self.layout.ensure()
+        self.state = state
+        self.trusted = trusted
+        self.report = report
+        self.load_engine = engine_loader or _default_loader
+        self.serve = serve
+        self.downloader = Downloader(
+            timeout_s=settings.ota.download_timeout_s,
+            retries=settings.ota.download_retries,
+            ca_file=settings.ota.ca_file,
+        )
+
+    # -- start-up --------------------------------------------------------------------------
+
+    def reconcile(self) -> None:
+        """After a restart: clear crash leftovers; the floor covers what ``current`` serves;
+        a trial whose pack never became ``current`` (crash before the switch) is void."""
+        removed = layout_mod.recover(self.layout)
+        if removed:
+            log.info("removed leftovers of an interrupted install: %s", ", ".join(removed))
+        current = self.layout.link_target(self.layout.current)
+        version = self._version_of(current)
+        with self.state.lock:
+            if version is not None:
+                self.state.raise_floor(version)
+            trial = self.state.state.trial
+            if trial is not None and current != self._rel(trial.name, trial.version):
+                self.state.state.trial = None
+                self.state.save()
+
+    def _version_of(self, target: str | None) -> str | None:
+        if target is None:
+            return None
+        try:
+            manifest = json.loads((self.layout.resolve(target) / "manifest.json").read_text())
+            version = str(manifest["version"])
+            parse_version(version)
+            return version
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def installed_version(self) -> str | None:
+        return self._version_of(self.layout.link_target(self.layout.current))
+
+    @staticmethod
+    def _rel(name: str, version: str) -> str:
+        return f"packs/{name}@{version}"
+
+    # -- the update ------------------------------------------------------------------------
+
+    def wanted(self, desired: DesiredModel) -> bool:
+        """False for a desired model already handled: installed, or failed before (a retained
+        message comes again on every reconnect and must not cause a retry loop)."""
+        with self.state.lock:
+            state = self.state.state
+            if desired.version in state.failed:
+                return False
+            if state.trial is not None and state.trial.version == desired.version:
+                return False
+        return self.installed_version() != desired.version
+
+    def install(self, desired: DesiredModel) -> str:
+        """Run every step; returns the outcome (``installed`` or the failing step)."""
+        base = {"rollout": desired.rollout_id, "name": desired.name, "version": desired.version}
+
+        def ok(step: str, **extra: Any) -> None:
+            self.report(f"model.{step}.ok", "info", {**base, **extra})
+
+        try:
+            key = self._verify(desired)
+            ok("verify", key_id=key)
+            download = self._download(desired)
+            ok("download", resumed=self.downloader.resumed)
+            pack_dir = self._stage(desired, download)
+            ok("stage")
+            engine = self._self_test(desired, pack_dir)
+            ok("selftest")
+            trial = self._switch(desired, pack_dir)
+            if self.serve is not None:
+                self.serve(engine, trial)
+            ok("switch", trial_inferences=trial)
+            shutil.rmtree(download, ignore_errors=True)
+            layout_mod.prune(self.layout)
+            if trial == 0:
+                ok("trial", detail="no trial configured")
+            return "installed"
+        except Rejected as exc:
+            self.report(f"model.{exc.step}.failed", "error", {**base, "detail": exc.reason})
+            return exc.step
+
+    def _verify(self, desired: DesiredModel) -> str:
+        manifest = desired.manifest
+        try:
+            key = verify_manifest(manifest, self.trusted)
+        except SignatureError as exc:
+            raise Rejected("verify", f"signature: {exc}") from None
+        if manifest.get("format") != FORMAT:
+            raise Rejected("verify", f"manifest format is not {FORMAT}")
+        if manifest.get("name") != desired.name or manifest.get("version") != desired.version:
+            raise Rejected("verify", "message name/version differ from the signed manifest")
+        floor = self.state.state.floor_version or self._configured_version()
+        try:
+            if not newer(desired.version, floor):
+                raise Rejected(
+                    "verify",
+                    f"version {desired.version} is not newer than installed {floor} "
+                    "(anti-rollback)",
+                )
+            needed = manifest.get("min_agent_version")
+            if needed and parse_version(device.__version__) < parse_version(str(needed)):
+                raise Rejected("verify", f"needs agent {needed}, this is {device.__version__}")
+        except ValueError as exc:
+            raise Rejected("verify", str(exc)) from None
+        expires = manifest.get("expires")
+        if not expires:
+            raise Rejected("verify", "manifest has no expiry time")
+        try:
+            when = datetime.fromisoformat(str(expires))
+        except ValueError:
+            raise Rejected("verify", f"expires {expires!r} is not ISO 8601") from None
+        if when.tzinfo is None:
+            raise Rejected("verify", "expires has no UTC offset")
+        if when <= datetime.now(UTC):
+            raise Rejected("verify", f"manifest expired at {expires}")
+        files = manifest.get("files")
+        if not isinstance(files, dict) or not files:
+            raise Rejected("verify", "manifest lists no files")
+        for name, meta in files.items():
+            if not _safe_name(name) or name in ("manifest.json", "manifest.signed.json"):
+                raise Rejected("verify", f"unsafe file name {name!r}")
+            if not isinstance(meta, dict) or not isinstance(meta.get("size"), int):
+                raise Rejected("verify", f"files[{name!r}] needs a size and a sha256")
+            if not isinstance(meta.get("sha256"), str) or len(meta["sha256"]) != 64:
+                raise Rejected("verify", f"files[{name!r}] needs a size and a sha256")
+        if not manifest.get("golden"):
+            raise Rejected("verify", "an OTA pack must carry golden images for its self-test")
+        return key
+
+    def _configured_version(self) -> str | None:
+        try:
+            manifest = json.loads((Path(self.settings.vision.pack) / "manifest.json").read_text())
+            return str(manifest.get("version")) if manifest.get("version") else None
+        except (OSError, ValueError):
+            return None
+
+    def _download(self, desired: DesiredModel) -> Path:
+        target = self.layout.incoming / f"{desired.name}@{desired.version}"
+        self.downloader.resumed = 0
+        try:
+            for name, meta in sorted(desired.manifest["files"].items()):
+                self.downloader.fetch(
+                    file_url(desired.url, name), target / name, meta["size"], meta["sha256"]
+                )
+        except DownloadError as exc:
+            raise Rejected("download", str(exc)) from None
+        except OSError as exc:
+            raise Rejected("download", f"local storage: {exc}") from None
+        return target
+
+    def _stage(self, desired: DesiredModel, download: Path) -> Path:
+        """Copy into ``packs/.staging-*`` (each file fsync'd), write the manifests, fsync the
+        tree, rename to ``packs/<name>@<version>``, fsync ``packs``."""
+        final = self.layout.pack_dir(desired.name, desired.version)
+        staging = self.layout.packs / f".staging-{desired.name}@{desired.version}"
+        try:
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+            for name in desired.manifest["files"]:
+                copy_durably(download / name, staging / name)
+            signed = desired.manifest
+            _write_synced(staging / "manifest.signed.json", signed)
+            # The signed expiry bounds how long a manifest may wait to be installed (a frozen
+            # or replayed offer); it must not switch off a pack that already passed every
+            # check. The local copy records the expiry and which key signed it instead.
+            local = {
+                **signed,
+                "expires": None,
+                "signature": None,
+                "installed": {
+                    "at": datetime.now(UTC).isoformat(),
+                    "signed_manifest": "manifest.signed.json",
+                    "key_id": signed["signature"]["key_id"],
+                    "offer_expired": signed.get("expires"),
+                    "rollout": desired.rollout_id,
+                },
+            }
+            _write_synced(staging / "manifest.json", local)
+            fsync_tree(staging)
+            if final.exists():
+                shutil.rmtree(final)  # a half-tested copy from an earlier, interrupted attempt
+            staging.rename(final)
+            fsync_dir(self.layout.packs)
+        except OSError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise Rejected("stage", f"local storage: {exc}") from None
+        return final
+
+    def _self_test(self, desired: DesiredModel, pack_dir: Path) -> VisionEngine:
+        vision = self.settings.vision.model_copy(update={"self_test": True})
+        try:
+            return self.load_engine(pack_dir, vision, self.settings.location)
+        except PackError as exc:
+            self._mark_failed(desired.version, str(exc))
+            shutil.rmtree(pack_dir, ignore_errors=True)
+            raise Rejected("selftest", str(exc)) from None
+
+    def _switch(self, desired: DesiredModel, pack_dir: Path) -> int:
+        """Persist the trial, point ``previous`` at what serves now, then ``current`` at the
+        new pack (each an atomic rename plus a directory fsync), then raise the floor."""
+        trial_n = self.settings.ota.trial_inferences
+        old = self.layout.link_target(self.layout.current)
+        rel = self._rel(desired.name, desired.version)
+        with self.state.lock:
+            self.state.state.trial = (
+                Trial(desired.name, desired.version, trial_n, old) if trial_n > 0 else None
+            )
+            self.state.save()
+        try:
+            if old is not None:
+                atomic_symlink(self.layout.previous, old)
+            atomic_symlink(self.layout.current, rel)
+        except OSError as exc:
+            raise Rejected("switch", f"local storage: {exc}") from None
+        self.state.raise_floor(desired.version)
+        log.info("now serving %s (was %s)", rel, old or self.settings.vision.pack)
+        return trial_n
+
+    def _mark_failed(self, version: str, reason: str) -> None:
+        with self.state.lock:
+            self.state.state.failed[version] = reason[:300]
+            self.state.save()
+
+    # -- after the switch --------------------------------------------------------------------
+
+    def finish_trial(self, passed: bool, detail: str) -> None:
+        """The trial ended (on the worker thread's word). A failure moves ``current`` back to
+        what served before; the engine guard has already switched engines."""
+        with self.state.lock:
+            trial = self.state.state.trial
+            if trial is None:
+                return
+            self.state.state.trial = None
+            if not passed:
+                self.state.state.failed[trial.version] = f"trial: {detail}"[:300]
+            self.state.save()
+        base = {"name": trial.name, "version": trial.version}
+        if passed:
+            self.report("model.trial.ok", "info", base)
+            return
+        self.report("model.trial.failed", "error", {**base, "detail": detail})
+        try:
+            if trial.previous is None:
+                self.layout.current.unlink(missing_ok=True)
+                fsync_dir(self.layout.models_dir)
+            else:
+                atomic_symlink(self.layout.current, trial.previous)
+        except OSError as exc:
+            self.report("model.rollback.failed", "error", {**base, "detail": str(exc)})
+            return
+        back_to = trial.previous or str(self.settings.vision.pack)
+        self.report("model.rollback.ok", "warning", {**base, "serving": back_to})
