@@ -9,7 +9,7 @@ DEMO_DIR ?= .demo
 
 # Debian packages each target needs.
 APT_BASE := python3-venv python3-dev
-APT_TEST := mosquitto mosquitto-clients
+APT_TEST := mosquitto mosquitto-clients chromium
 
 # Install the Debian packages given in $(1) that are missing; apt-get update only if needed.
 define apt_ensure
@@ -22,7 +22,7 @@ define apt_ensure
 	fi
 endef
 
-.PHONY: demo test bench lint venv apt-base apt-test clean
+.PHONY: demo test bench lint venv apt-base apt-test clean review deb deb-test deb-test-arm64
 
 apt-base:
 	$(call apt_ensure,$(APT_BASE))
@@ -53,5 +53,38 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# The review page over the demo's captures (docs/review.md); serves until Ctrl-C.
+REVIEW_ROOT ?= $(DEMO_DIR)/cloud/ingest
+REVIEW_PORT ?= 8088
+
+review: venv
+	@if [ ! -f "$(REVIEW_ROOT)/ingest.sqlite" ]; then \
+	  echo "no captures to review in $(REVIEW_ROOT): run 'make demo' first (or make review REVIEW_ROOT=<ingest root>)"; \
+	  exit 1; \
+	fi
+	$(VENV)/bin/camtrap-cloud serve --root $(REVIEW_ROOT) --host 127.0.0.1 --port $(REVIEW_PORT) --insecure-http --demo-login
+
 clean:
 	rm -rf $(DEMO_DIR) build dist *.egg-info
+
+# Debian packages (docs/packaging.md): camtrap-agent for amd64 and arm64, built on x86.
+DEB_DIR ?= build/deb
+DEB_ARCHES ?= amd64 arm64
+# The release the upgrade/downgrade tests start from (git ref; its schema is older).
+DEB_PREV_REF ?= 7c24dd7
+# Where deb-test-arm64 keeps its Debian 12 arm64 chroot between runs.
+DEB_CHROOT_CACHE ?= /var/cache/camtrap-build
+APT_DEB := dpkg-dev debhelper dh-python python3-all python3-pip lintian git
+APT_DEB_ARM64 := qemu-user-static binfmt-support debootstrap
+
+deb:
+	$(call apt_ensure,$(APT_DEB))
+	debian/tools/build-debs $(DEB_DIR) $(DEB_ARCHES)
+	lintian --fail-on error,warning $(DEB_DIR)/camtrap-agent_*_*.deb
+
+deb-test: deb
+	debian/tools/deb-test $(DEB_DIR) $(DEB_PREV_REF)
+
+deb-test-arm64: deb
+	$(call apt_ensure,$(APT_DEB) $(APT_DEB_ARM64))
+	debian/tools/deb-test-arm64 $(DEB_DIR) $(DEB_PREV_REF) $(DEB_CHROOT_CACHE)
