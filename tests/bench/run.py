@@ -17,6 +17,7 @@ MODULES = [
     "tests.bench.bench_vision",
     "tests.bench.bench_uplink",
     "tests.bench.bench_cloud",
+    "tests.bench.bench_review",
 ]
 
 

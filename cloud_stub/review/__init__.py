@@ -1,0 +1,1 @@
+"""The review page: see what the traps saw, confirm or correct it (``camtrap-cloud serve``)."""

@@ -1,0 +1,301 @@
+"""The review web app (Flask, server-rendered): captures, one event, fleet, login, media."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import (
+    Flask,
+    abort,
+    current_app,
+    flash,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from cloud_stub.review import captures, fleet, publish, security
+from cloud_stub.review.reviews import ACTIONS, ReviewError, save_review
+from cloud_stub.review.taxa import TaxonList
+from cloud_stub.review.users import UserStore, users_path
+
+log = logging.getLogger("camtrap-cloud.review")
+
+
+class ReviewSetupError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class ReviewConfig:
+    root: Path  # the ingest root: ingest.sqlite and media/
+    pack: Path | None = None  # model pack whose taxonomy feeds the taxon list
+    threshold: float = 0.65  # below this machine confidence an event needs review
+    secure_cookies: bool = True  # False only for plain-HTTP development (--insecure-http)
+    behind_proxy: bool = False  # trust one reverse proxy's X-Forwarded-* headers
+    ota: publish.OtaSettings | None = None  # broker for publishing models from the page
+
+
+def create_app(config: ReviewConfig) -> Flask:
+    root = Path(config.root)
+    db_path = root / "ingest.sqlite"
+    if not db_path.exists():
+        raise ReviewSetupError(f"no ingest database at {db_path}: run ingest (or the demo) first")
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=security.secret_key(root),
+        SESSION_COOKIE_NAME="camtrap_review",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=config.secure_cookies,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        MAX_CONTENT_LENGTH=64 * 1024,
+    )
+    if config.behind_proxy:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_port=1)
+    app.extensions["review_config"] = config
+    app.extensions["review_users"] = UserStore(users_path(root))
+    app.extensions["review_taxa"] = TaxonList.from_pack(config.pack)
+    app.extensions["review_throttle"] = security.Throttle()
+    app.extensions["review_db_path"] = db_path
+    app.extensions["review_media_root"] = (root / "media").resolve()
+    with _connect(db_path) as db:
+        captures.ensure_indexes(db)
+
+    app.before_request(security.check_request)
+    app.after_request(security.add_headers)
+    app.teardown_appcontext(_close_db)
+    app.jinja_env.globals.update(csrf_token=security.csrf_token, sparkline=fleet.sparkline)
+    app.jinja_env.filters["pct"] = _pct
+    _routes(app)
+    return app
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
+    db.row_factory = sqlite3.Row
+    # Ingest commits with synchronous=FULL for the same reason: a review is someone's work.
+    db.execute("PRAGMA synchronous=FULL")
+    # Pages are read straight from the OS cache instead of being copied into a fresh per-
+    # connection cache on every request: a filter that walks many events stays fast.
+    db.execute("PRAGMA mmap_size=1073741824")
+    return db
+
+
+def db() -> sqlite3.Connection:
+    if "db" not in g:
+        g.db = _connect(current_app.extensions["review_db_path"])
+    return g.db
+
+
+def _close_db(_exc: BaseException | None) -> None:
+    conn = g.pop("db", None)
+    if conn is not None:
+        conn.close()
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.0f}%"
+
+
+def _config() -> ReviewConfig:
+    return current_app.extensions["review_config"]
+
+
+def _taxa() -> TaxonList:
+    return current_app.extensions["review_taxa"]
+
+
+def _filters() -> captures.Filters:
+    filters = captures.Filters.from_args(request.args)
+    if filters.species:
+        # A common name typed into the filter means that taxon's scientific name.
+        choice = _taxa().resolve(filters.species)
+        filters.species = choice.scientific_name if choice else ""
+    return filters
+
+
+def _local_path(target: str | None) -> str | None:
+    """``target`` when it is a path on this site (no scheme, no host): no open redirects."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return None
+    parts = urlsplit(target)
+    return target if not parts.scheme and not parts.netloc and "\\" not in target else None
+
+
+def _routes(app: Flask) -> None:
+    @app.get("/login", endpoint="login")
+    @app.post("/login", endpoint="login")
+    def login() -> Any:
+        if request.method == "GET":
+            return render_template("login.html", next=request.args.get("next", ""))
+        username = request.form.get("username", "").strip()
+        password = request.form.get("password", "")
+        throttle: security.Throttle = current_app.extensions["review_throttle"]
+        if throttle.locked(username):
+            return render_template("login.html", error="too many attempts: wait 15 minutes"), 429
+        user = security.users().authenticate(username, password)
+        if user is None:
+            throttle.failed(username)
+            log.warning("failed login for %r from %s", username, request.remote_addr)
+            return render_template("login.html", error="wrong user name or password"), 401
+        throttle.succeeded(username)
+        security.log_in(user)
+        return redirect(_local_path(request.form.get("next")) or url_for("captures_view"))
+
+    @app.post("/logout")
+    def logout() -> Any:
+        from flask import session
+
+        session.clear()
+        return redirect(url_for("login"))
+
+    @app.get("/")
+    def index() -> Any:
+        return redirect(url_for("captures_view"))
+
+    @app.get("/captures")
+    def captures_view() -> Any:
+        filters = _filters()
+        page = captures.gallery(
+            db(),
+            filters,
+            threshold=_config().threshold,
+            after=request.args.get("after", ""),
+            before=request.args.get("before", ""),
+        )
+        return render_template(
+            "captures.html",
+            page=page,
+            filters=filters,
+            query=filters.query(),
+            options=captures.options(db()),
+            species=captures.species_present(db()),
+            types=captures.OBSERVATION_TYPES,
+            threshold=_config().threshold,
+        )
+
+    @app.get("/events/<event_id>")
+    def event_view(event_id: str) -> Any:
+        event = captures.event_detail(db(), event_id)
+        if event is None:
+            abort(404)
+        filters = _filters()
+        threshold = _config().threshold
+        anchor = {"event_start": event["event_start"], "event_id": event_id}
+        older = captures.neighbour(db(), filters, anchor, threshold=threshold)
+        newer_page = captures.gallery(
+            db(), filters, threshold=threshold, before=captures.cursor_of(anchor), limit=1
+        )
+        newer = newer_page.rows[0]["event_id"] if newer_page.rows else None
+        return render_template(
+            "event.html",
+            event=event,
+            query=filters.query(),
+            older=older,
+            newer=newer,
+            can_review=g.user.can("reviewer"),
+            actions=ACTIONS,
+        )
+
+    @app.post("/events/<event_id>/review")
+    @security.requires("reviewer")
+    def review(event_id: str) -> Any:
+        filters = _filters()
+        action = request.form.get("action", "")
+        taxon = request.form.get("taxon", "")
+        count_text = request.form.get("count", "").strip()
+        try:
+            count = int(count_text) if count_text else None
+        except ValueError:
+            count = -1
+        choice = _taxa().resolve(taxon) if action == "correct" else None
+        # The next event is found before saving: a "needs review" filter drops this one.
+        event = captures.event_detail(db(), event_id)
+        if event is None:
+            abort(404)
+        anchor = {"event_start": event["event_start"], "event_id": event_id}
+        following = captures.neighbour(db(), filters, anchor, threshold=_config().threshold)
+        try:
+            save_review(
+                db(), event_id, username=g.user.username, action=action, choice=choice, count=count
+            )
+        except ReviewError as exc:
+            flash(str(exc), "error")
+            return redirect(url_for("event_view", event_id=event_id, **filters.query()))
+        flash(f"saved: {action}" + (f" {choice.display}" if choice else ""), "ok")
+        if following:
+            return redirect(url_for("event_view", event_id=following, **filters.query()))
+        return redirect(url_for("captures_view", **filters.query()))
+
+    @app.get("/media/<media_id>/<kind>")
+    def media(media_id: str, kind: str) -> Any:
+        if kind not in ("thumbnail", "full"):
+            abort(404)
+        row = (
+            db()
+            .execute(
+                "SELECT file_path, thumbnail_path, file_mediatype FROM media WHERE media_id = ?",
+                (media_id,),
+            )
+            .fetchone()
+        )
+        relative = row and (row["thumbnail_path"] if kind == "thumbnail" else row["file_path"])
+        if not relative:
+            abort(404)
+        media_root: Path = current_app.extensions["review_media_root"]
+        target = (media_root / relative).resolve()
+        # resolve() follows "..", absolute parts and links; whatever lands outside is refused.
+        if not target.is_relative_to(media_root) or not target.is_file():
+            log.warning("media %s: %r is outside the media root or missing", media_id, relative)
+            abort(404)
+        mimetype = "image/jpeg" if kind == "thumbnail" else row["file_mediatype"]
+        response = send_file(target, mimetype=mimetype, max_age=3600, conditional=True)
+        response.headers["Cache-Control"] = "private, max-age=3600"
+        return response
+
+    @app.get("/api/taxa")
+    def taxa_api() -> Any:
+        query = request.args.get("q", "")
+        limit = 2000 if not query else 50
+        response = jsonify([c.display for c in _taxa().search(query, limit=limit)])
+        response.headers["Cache-Control"] = "private, max-age=3600"
+        return response
+
+    @app.get("/fleet")
+    def fleet_view() -> Any:
+        rows, rollout_known = fleet.fleet(db(), _config().root)
+        return render_template("fleet.html", rows=rows, rollout_known=rollout_known)
+
+    @app.get("/admin/models")
+    @security.requires("admin")
+    def models_view() -> Any:
+        return render_template(
+            "models.html", available=publish.available(), rollouts=publish.status(_config().root)
+        )
+
+    @app.post("/admin/models/publish")
+    @security.requires("admin")
+    def models_publish() -> Any:
+        config = _config()
+        return publish.handle(request.form, g.user.username, config.root, config.ota)
+
+    @app.errorhandler(400)
+    @app.errorhandler(401)
+    @app.errorhandler(403)
+    @app.errorhandler(404)
+    @app.errorhandler(413)
+    @app.errorhandler(501)
+    def error_page(exc: Any) -> Any:
+        return render_template("error.html", error=exc), exc.code

@@ -1,0 +1,105 @@
+"""The fleet view: one row per device from its latest telemetry, plus recent history."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HISTORY = 48  # telemetry points per sparkline
+
+
+@dataclass
+class DeviceRow:
+    device_id: str
+    last_seen: str | None
+    status: str | None
+    last_sync: str | None
+    queue_depth: int | None
+    disk_free_pct: float | None
+    temperature_c: float | None
+    model_version: str | None
+    agent_version: str | None
+    rollout: str | None
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+
+def _get(payload: dict[str, Any], snake: str, camel: str) -> Any:
+    return payload.get(snake, payload.get(camel))
+
+
+def _figures(payload: dict[str, Any]) -> dict[str, float | None]:
+    free = _get(payload, "free_disk_bytes", "freeDiskBytes")
+    total = _get(payload, "total_disk_bytes", "totalDiskBytes")
+    queue = _get(payload, "queue_depth", "queueDepth")
+    return {
+        "queue": float(sum(queue.values())) if isinstance(queue, dict) else None,
+        "disk": round(100.0 * free / total, 1) if free is not None and total else None,
+        "temp": _get(payload, "cpu_temp_c", "cpuTempC"),
+    }
+
+
+def rollout_states(root: Path) -> dict[str, str] | None:
+    """Each device's state in its latest rollout (OTA module), or None when not installed."""
+    from cloud_stub.review.publish import rollout_module
+
+    module = rollout_module()
+    if module is None:
+        return None
+    states: dict[str, str] = {}
+    for row in module.status(root):  # oldest rollout first: later ones overwrite
+        states[row["device"]] = f"{row['pack']}: {row['outcome']}"
+    return states
+
+
+def fleet(db: sqlite3.Connection, root: Path) -> tuple[list[DeviceRow], bool]:
+    """Rows for every device known to ingest; the flag says whether rollout states are known."""
+    rollouts = rollout_states(root)
+    rows: list[DeviceRow] = []
+    for dev in db.execute("SELECT * FROM devices ORDER BY device_id").fetchall():
+        history = [
+            json.loads(r["payload"])
+            for r in db.execute(
+                "SELECT payload FROM telemetry WHERE device_id = ? ORDER BY sent_at DESC LIMIT ?",
+                (dev["device_id"], HISTORY),
+            )
+        ]
+        history.reverse()
+        latest = history[-1] if history else {}
+        figures = _figures(latest)
+        series: dict[str, list[float]] = {"queue": [], "disk": [], "temp": []}
+        for payload in history:
+            for name, value in _figures(payload).items():
+                if value is not None:
+                    series[name].append(float(value))
+        rows.append(
+            DeviceRow(
+                device_id=dev["device_id"],
+                last_seen=dev["last_seen"],
+                status=dev["status"],
+                last_sync=_get(latest, "last_sync_at", "lastSyncAt"),
+                queue_depth=int(figures["queue"]) if figures["queue"] is not None else None,
+                disk_free_pct=figures["disk"],
+                temperature_c=figures["temp"],
+                model_version=_get(latest, "model_version", "modelVersion"),
+                agent_version=_get(latest, "agent_version", "agentVersion") or dev["agent_version"],
+                rollout=(rollouts or {}).get(dev["device_id"]),
+                history=series,
+            )
+        )
+    return rows, rollouts is not None
+
+
+def sparkline(values: list[float], width: int = 120, height: int = 28) -> str:
+    """SVG polyline points for ``values`` scaled into the box (server-side: no chart library)."""
+    if len(values) < 2:
+        return ""
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    step = width / (len(values) - 1)
+    return " ".join(
+        f"{i * step:.1f},{height - 2 - (v - low) / span * (height - 4):.1f}"
+        for i, v in enumerate(values)
+    )
