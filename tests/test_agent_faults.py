@@ -246,3 +246,48 @@ def check_after_crash(data_dir: Path, committed: set[str], run: int) -> None:
         if row["state"] == "stored":
             assert files.sha256_file(data_dir / row["path"]) == row["sha256"]
     assert not list(data_dir.rglob("*.part")), f"run {run}: .part files survived reconcile"
+
+
+def test_sigterm_stops_the_service_cleanly_after_committing_what_it_captured(tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    config = tmp_path / "camtrap.toml"
+    config.write_text(
+        f'[storage]\ndata_dir = "{data_dir}"\nfallback_dir = "{tmp_path}/fb"\n'
+        '[pir]\npin_factory = "mock"\n'
+        '[camera]\nbackend = "synthetic"\nmain_size = [320, 240]\nlores_size = [80, 60]\n'
+        "[capture]\ntimelapse_interval_s = 0.2\n"
+        "[vision]\nenabled = false\n"
+        '[uplink]\ntransport = "none"\n'
+        f'[clock]\nkernel_status = false\ntimesync_flag = "{tmp_path}/none"\n'
+        f'rtc_device = "{tmp_path}/none"\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAMTRAP_")}
+    env.update(CAMTRAP_CONFIG=str(config), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "device.cli", "run"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    stored = 0
+    deadline = time.monotonic() + 60
+    while stored < 3 and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if '"stored media"' in line:
+            stored += 1
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    logged = stored + out.count('"stored media"')
+    assert '"agent stopped"' in out, "the service logs its stop to stdout (journald)"
+    conn = sqlite3.connect(data_dir / DB_NAME)
+    try:
+        assert conn.execute("SELECT COUNT(*) FROM media WHERE state='stored'").fetchone()[0] == (
+            logged
+        )
+        assert conn.execute("SELECT COUNT(*) FROM events WHERE state='open'").fetchone()[0] == 0
+    finally:
+        conn.close()

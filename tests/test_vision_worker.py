@@ -153,3 +153,31 @@ def test_every_synthetic_event_gets_a_machine_observation_from_the_default_pack(
     assert all(r[1] == "efficientnet-lite0-imagenet@1.0.0" for r in rows)
     for (kind,) in query(settings, "SELECT observation_type FROM observations"):
         assert kind in ("animal", "blank", "human", "vehicle", "unknown")
+
+
+def test_inference_never_delays_capture(tmp_path, mock_pins):
+    """A classifier that takes 0.5 s per event must not slow bursts or drop triggers."""
+    settings = blank_world(tmp_path, "keep")
+    agent = Agent(settings)
+    agent.start()
+    try:
+        engine = agent.vision.engine
+        real = engine.classify_event
+
+        def slow(frames):
+            time.sleep(0.5)
+            return real(frames)
+
+        engine.classify_event = slow
+        for _ in range(4):
+            agent.capture.trigger("pir")
+            assert agent.capture.wait_idle(10)
+            time.sleep(settings.capture.cooldown_s + 0.02)
+        captured, bursts = agent.capture.stats.frames, agent.capture.stats.events
+        still_classifying = not agent.vision.wait_idle(0)
+        assert agent.vision.wait_idle(30)
+    finally:
+        agent.stop()
+    assert (captured, bursts) == (12, 4)
+    assert still_classifying, "capture finished while inference was still busy"
+    assert [r[0] for r in query(settings, "SELECT state FROM events")] == ["classified"] * 4
