@@ -9,4 +9,5 @@ pytest.register_assert_rewrite(
     "tests.support.messages",
     "tests.support.pubsub_emulator",
     "tests.support.uplink",
+    "tests.support.provisioning",
 )

@@ -1,0 +1,1 @@
+"""The device registry: one-time enrolment tokens, CSR signing, and deployment records."""

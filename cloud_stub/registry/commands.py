@@ -1,0 +1,101 @@
+"""``camtrap-cloud registry``: serve the registration API, mint tokens, list deployments."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from cloud_stub import pki
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    registry = sub.add_parser("registry", help="device registration API and its records")
+    registry_sub = registry.add_subparsers(dest="registry_command", required=True)
+
+    serve = registry_sub.add_parser("serve", help="serve the registration API over HTTPS")
+    serve.add_argument("--root", type=Path, required=True, help="registry data dir (SQLite)")
+    serve.add_argument("--ca-dir", type=Path, required=True, help="fleet CA (camtrap-cloud ca)")
+    serve.add_argument("--listen", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8443, help="0 picks a free port")
+    serve.add_argument(
+        "--name",
+        action="append",
+        default=None,
+        help="host name or IP devices use for the registry (its certificate's names)",
+    )
+    serve.add_argument("--tls-cert", type=Path, help="server certificate (default: CA-issued)")
+    serve.add_argument("--tls-key", type=Path)
+    serve.add_argument("--broker-host", required=True, help="broker address given to devices")
+    serve.add_argument("--broker-port", type=int, default=8883)
+    serve.set_defaults(func=_serve)
+
+    token = registry_sub.add_parser("token", help="one-time enrolment tokens")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    new = token_sub.add_parser("new", help="mint tokens, one per line on stdout")
+    new.add_argument("--root", type=Path, required=True)
+    new.add_argument("--count", type=int, default=1)
+    new.set_defaults(func=_token_new)
+
+    deployments = registry_sub.add_parser("deployments", help="list Camtrap DP deployments")
+    deployments.add_argument("--root", type=Path, required=True)
+    deployments.add_argument("--format", choices=("json", "csv"), default="json")
+    deployments.set_defaults(func=_deployments)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from cloud_stub.registry.server import BrokerInfo, build_server
+
+    names = tuple(args.name or ["localhost", "127.0.0.1"])
+    try:
+        server = build_server(
+            args.root,
+            args.ca_dir,
+            BrokerInfo(args.broker_host, args.broker_port),
+            host=args.listen,
+            port=args.port,
+            names=names,
+            cert=args.tls_cert,
+            key=args.tls_key,
+        )
+    except (OSError, pki.PkiError) as exc:
+        print(f"camtrap-cloud registry: {exc}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    server.start()
+    print(f"registry ready https://{names[0]}:{server.port}", flush=True)
+    stop.wait()
+    server.stop()
+    return 0
+
+
+def _token_new(args: argparse.Namespace) -> int:
+    from cloud_stub.registry.store import RegistryStore
+
+    if args.count < 1:
+        print("camtrap-cloud registry token new: --count must be 1 or more", file=sys.stderr)
+        return 2
+    for token in RegistryStore(args.root).new_tokens(args.count):
+        print(token)
+    return 0
+
+
+def _deployments(args: argparse.Namespace) -> int:
+    from cloud_stub.registry.store import DEPLOYMENT_FIELDS, EXTRA_FIELDS, RegistryStore
+
+    rows = RegistryStore(args.root).deployments()
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+    else:
+        writer = csv.DictWriter(
+            sys.stdout, fieldnames=[*DEPLOYMENT_FIELDS, *EXTRA_FIELDS, "device_id"]
+        )
+        writer.writeheader()
+        writer.writerows(rows)
+    return 0
