@@ -10,6 +10,7 @@ DEMO_DIR ?= .demo
 # Debian packages each target needs.
 APT_BASE := python3-venv python3-dev
 APT_TEST := mosquitto mosquitto-clients chromium
+APT_DEMO := mosquitto
 
 # Install the Debian packages given in $(1) that are missing; apt-get update only if needed.
 define apt_ensure
@@ -22,13 +23,16 @@ define apt_ensure
 	fi
 endef
 
-.PHONY: demo test bench lint venv apt-base apt-test clean review deb deb-test deb-test-arm64
+.PHONY: demo test bench lint venv apt-base apt-test apt-demo clean review deb deb-test deb-test-arm64
 
 apt-base:
 	$(call apt_ensure,$(APT_BASE))
 
 apt-test:
 	$(call apt_ensure,$(APT_TEST))
+
+apt-demo:
+	$(call apt_ensure,$(APT_DEMO))
 
 $(VENV)/.installed: pyproject.toml
 	$(MAKE) apt-base
@@ -39,9 +43,11 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-demo: venv
+# The trap captures offline, then reaches "Wi-Fi" and syncs through a real mosquitto (TLS,
+# per-device certificate, ACL) to the ingest (docs/uplink.md).
+demo: venv apt-demo
 	rm -rf $(DEMO_DIR)
-	$(VENV)/bin/camtrap simulate --triggers 5 --data-dir $(DEMO_DIR)/data
+	$(VENV)/bin/camtrap-cloud demo --workdir $(DEMO_DIR) --triggers 5
 
 test: venv apt-test
 	$(VENV)/bin/pytest -q

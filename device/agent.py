@@ -22,6 +22,7 @@ from device.hardware.camera import Camera, open_camera
 from device.hardware.pir import PirSensor
 from device.store.store import CommitResult, MediaStore
 from device.store.writer import StoreWriter
+from device.uplink.service import UplinkRoom
 from device.vision.worker import ClassificationWorker
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ class Agent:
             self.vision = ClassificationWorker(settings, self.store, None)
             self.committed_listeners.append(self._classify_closed)
         self.capture = CaptureLoop(settings, self.camera, self._on_frame, self.clock, self.ir)
+        self.uplink = UplinkRoom(self)  # retention, drain, heartbeat (docs/uplink.md)
         self.pir: PirSensor | None = None
         self._stop = threading.Event()
 
@@ -106,7 +108,9 @@ class Agent:
                 log.exception("commit listener failed")
 
     def start(self) -> None:
+        self.uplink.lock_data_dir()
         self.store.open()
+        self.uplink.start()
         if self.vision is not None:
             self._load_vision()
             self.vision.start()
@@ -145,6 +149,7 @@ class Agent:
             self.vision.stop()
         self.camera.close()
         self.ir.close()
+        self.uplink.stop()
         self.store.close()
         log.info(
             "agent stopped",

@@ -267,7 +267,7 @@ class UplinkSection(Section):
         default=0, ge=0, description="Bytes a day before only metadata goes; 0: no budget."
     )
     window_items: int = Field(256, ge=1, le=10000, description="Items in flight at once.")
-    window_bytes: int = Field(16 * 1024 * 1024, ge=4096, description="Unacked bytes in flight.")
+    window_bytes: int = Field(32 * 1024 * 1024, ge=4096, description="Unacked bytes in flight.")
     ack_timeout_s: float = Field(60.0, gt=0, description="Silence before an item is retried.")
     mqtt: MqttSection = MqttSection()
     pubsub: PubSubSection = PubSubSection()

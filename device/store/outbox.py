@@ -146,6 +146,29 @@ class Outbox:
                 [(i,) for i in item_ids],
             )
 
+    def defer(self, item_ids: Iterable[str], delay_s: float, reason: str) -> None:
+        """Back to pending for ``delay_s`` without counting an attempt: the item is not ready
+        yet (its event is still being classified, its metadata not yet acknowledged)."""
+        at = time.time() + delay_s
+        with self.db.write() as conn:
+            conn.executemany(
+                "UPDATE outbox SET state='pending', next_attempt_at=?, last_error=?"
+                " WHERE item_id=? AND state='inflight'",
+                [(at, reason[:500], i) for i in item_ids],
+            )
+
+    def due_now(self) -> int:
+        """Every pending item may go at once (a technician asked for a sync)."""
+        with self.db.write() as conn:
+            return conn.execute(
+                "UPDATE outbox SET next_attempt_at=0 WHERE state='pending' AND next_attempt_at>0"
+            ).rowcount
+
+    def reset_chunks(self, item_id: str) -> None:
+        """Ingest threw the assembled file away (``restart``): resend from chunk 0."""
+        with self.db.write() as conn:
+            conn.execute("UPDATE outbox SET acked_chunks=0 WHERE item_id=?", (item_id,))
+
     def dead(self, item_id: str, error: str) -> None:
         """Permanently undeliverable (e.g. its file was lost); kept, visibly, for a human."""
         with self.db.write() as conn:

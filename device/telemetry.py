@@ -1,0 +1,139 @@
+"""The heartbeat: how the trap is doing, sent every ``telemetry.interval_s`` while online.
+
+Every figure is best effort (a missing thermal zone or an unreadable file leaves it out).
+Device events (disk full, storage trouble) queue here too and go out at the next tick that
+finds the link up; they are operator hints, not captures, so they live in RAM only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from device import __version__
+from device.clock import ClockProbe
+from device.protocol import DeviceEvent, Telemetry
+from device.store.db import Database
+from device.store.outbox import Outbox
+from device.uplink.drain import last_sync_at
+from device.uplink.transport import Transport, TransportError
+
+log = logging.getLogger("camtrap.telemetry")
+
+
+def cpu_temp_c(thermal_dir: Path) -> float | None:
+    """The hottest thermal zone, in degrees Celsius (the kernel reports millidegrees)."""
+    temps = []
+    for zone in sorted(thermal_dir.glob("thermal_zone*/temp")):
+        try:
+            temps.append(int(zone.read_text().strip()) / 1000.0)
+        except (OSError, ValueError):
+            continue
+    return max(temps) if temps else None
+
+
+def uptime_s(uptime_file: Path) -> float | None:
+    try:
+        return float(uptime_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def disk_usage(path: Path) -> tuple[int | None, int | None]:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None, None
+    return st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+
+
+class Heartbeat:
+    def __init__(
+        self,
+        device_id: str,
+        db: Callable[[], Database | None],
+        data_dir: Path,
+        clock: ClockProbe,
+        *,
+        interval_s: float,
+        thermal_dir: Path,
+        uptime_file: Path,
+        model_version: Callable[[], str | None] = lambda: None,
+        media_bytes: Callable[[], int | None] = lambda: None,
+        disk_full: Callable[[], bool | None] = lambda: None,
+    ) -> None:
+        self.device_id = device_id
+        self.db = db
+        self.data_dir = data_dir
+        self.clock = clock
+        self.interval_s = interval_s
+        self.thermal_dir = thermal_dir
+        self.uptime_file = uptime_file
+        self.model_version = model_version
+        self.media_bytes = media_bytes
+        self.disk_full = disk_full
+        self.next_at = 0.0  # the first tick online sends one at once
+        self.events: deque[DeviceEvent] = deque(maxlen=100)
+        self.sent = 0
+
+    def collect(self) -> Telemetry:
+        free, total = disk_usage(self.data_dir)
+        depth: dict[str, int] = {}
+        queue_bytes = oldest = last_sync = None
+        db = self.db()
+        if db is not None:
+            box = Outbox(db)
+            depth = box.depth()
+            queue_bytes = box.pending_bytes()
+            oldest = box.oldest_pending_age_s()
+            last_sync = last_sync_at(db)
+        clock = self.clock.state()
+        return Telemetry(
+            device_id=self.device_id,
+            item_id=f"tel:{time.time_ns()}",
+            sent_at=datetime.now(UTC),
+            free_disk_bytes=free,
+            total_disk_bytes=total,
+            media_bytes=self.media_bytes(),
+            queue_depth=depth,
+            queue_bytes=queue_bytes,
+            oldest_unsent_age_s=oldest,
+            cpu_temp_c=cpu_temp_c(self.thermal_dir),
+            uptime_s=uptime_s(self.uptime_file),
+            clock_source=clock.source,
+            clock_synced=clock.synced,
+            model_version=self.model_version(),
+            agent_version=__version__,
+            last_sync_at=datetime.fromisoformat(last_sync) if last_sync else None,
+            disk_full=self.disk_full(),
+        )
+
+    def report(self, code: str, severity: str, message: str) -> None:
+        self.events.append(
+            DeviceEvent(
+                device_id=self.device_id,
+                item_id=f"evt:{time.time_ns()}",
+                at=datetime.now(UTC),
+                severity=severity,  # type: ignore[arg-type]
+                code=code,
+                message=message[:2000],
+            )
+        )
+
+    def tick(self, transport: Transport) -> None:
+        """Called by the drain loop on every round while the link is up."""
+        try:
+            while self.events:
+                transport.send(self.events[0])
+                self.events.popleft()
+            if time.monotonic() >= self.next_at:
+                transport.send(self.collect())
+                self.sent += 1
+                self.next_at = time.monotonic() + self.interval_s
+        except TransportError as exc:
+            log.info("heartbeat not sent: %s", exc)

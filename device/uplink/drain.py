@@ -1,0 +1,484 @@
+"""The drain loop: outbox items out over the link, marked done only on ingest's ``complete``.
+
+One thread owns the whole exchange, so no lock guards the window:
+
+1. **claim** due items (most valuable first) the sync policy allows on this link;
+2. **build** messages: metadata from the database (only for classified events), media and
+   thumbnails cut with ``protocol.split_media`` at the link's payload limit, resuming after the
+   chunks ingest already acknowledged. A thumbnail or media item waits until its event's
+   metadata is done, because ingest refuses chunks for media it has not heard of;
+3. **pump** chunks while the unacknowledged bytes stay under ``uplink.window_bytes``: many
+   items in flight at once is what keeps the link busy;
+4. **acks** from ingest: chunk acks advance the resume point, ``complete`` marks the item done,
+   errors restart, retry with backoff or kill the item;
+5. **flush** the outcomes in a few batched transactions (each one is an fsync on the card).
+
+When the link drops every item in flight goes back to pending at once (no attempt counted);
+an item that hears nothing for ``ack_timeout_s`` is retried with backoff. Acks that arrive
+for items no longer in the window are still applied: ingest has the data, whatever we thought.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from device import protocol
+from device.protocol import Ack, CaptureMeta, ErrorReply, MediaChunk, ProtocolError
+from device.store.db import Database
+from device.store.outbox import Outbox, OutboxItem, item_id_for
+from device.uplink import payloads
+from device.uplink.connectivity import FixedProbe, NetworkProbe
+from device.uplink.policy import SyncPolicy
+from device.uplink.transport import NotConnected, PayloadTooLarge, Transport, TransportError
+
+log = logging.getLogger("camtrap.uplink")
+
+KV_LAST_SYNC = "uplink.last_sync_at"
+UNREADY_DELAY_S = 5.0
+FLUSH_INTERVAL_S = 0.2
+FLUSH_MAX_COMPLETES = 1000
+IDLE_POLL_S = 1.0
+WAITING_CLASSIFICATION = "waiting for its event to be classified"
+WAITING_METADATA = "waiting for its event's metadata to be acknowledged"
+META_OVERHEAD = 2048  # rough bytes of a metadata message, for the byte window only
+
+
+@dataclass
+class Flight:
+    """One item in the window, with the frames still to send and the chunks acknowledged."""
+
+    item: OutboxItem
+    frames: list[CaptureMeta | MediaChunk]
+    deadline: float
+    waiting_on: str | None = None  # a metadata item still in flight ahead of this one
+    next: int = 0
+    unacked: dict[int, int] = field(default_factory=dict)  # frame index -> bytes
+    acked: set[int] = field(default_factory=set)
+    contiguous: int = 0  # leading chunks acknowledged (the resume point)
+    dirty: bool = False  # contiguous moved since the last flush
+
+
+@dataclass
+class Progress:
+    started: float = field(default_factory=time.monotonic)
+    items_done: int = 0
+    bytes_done: int = 0
+    items_dead: int = 0
+    retries: int = 0
+    online: bool = False
+
+    @property
+    def rate_bps(self) -> float:
+        elapsed = max(1e-6, time.monotonic() - self.started)
+        return self.bytes_done / elapsed
+
+
+class Drain:
+    def __init__(
+        self,
+        db: Database,
+        transport: Transport,
+        *,
+        data_dir: Path,
+        device_id: str,
+        vision: bool,
+        policy: SyncPolicy | None = None,
+        probe: NetworkProbe | None = None,
+        outbox: Outbox | None = None,
+        window_items: int = 256,
+        window_bytes: int = 32 * 1024 * 1024,
+        ack_timeout_s: float = 60.0,
+        connect_timeout_s: float = 5.0,
+        max_offline_backoff_s: float = 60.0,
+    ) -> None:
+        self.db = db
+        self.transport = transport
+        self.data_dir = data_dir
+        self.device_id = device_id
+        self.vision = vision
+        self.outbox = outbox or Outbox(db)
+        self.policy = policy or SyncPolicy(db)
+        self.probe = probe or FixedProbe()
+        self.window_items = window_items
+        self.window_bytes = window_bytes
+        self.ack_timeout_s = ack_timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self.max_offline_backoff_s = max_offline_backoff_s
+        self.progress = Progress()
+        self.tick_hooks: list[Callable[[Transport], None]] = []
+
+        self.window: dict[str, Flight] = {}
+        self._unacked_bytes = 0
+        self._completes: list[str] = []
+        self._completed_unflushed: set[str] = set()
+        self._last_flush = time.monotonic()
+        self._claim_after = 0.0
+        self._nothing_claimed = False
+        self._offline_delay = 1.0
+        self._next_connect = 0.0
+        self._link_down = threading.Event()
+        self.wakeup = threading.Event()
+        transport.on_connection_change(self._on_link)
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Something new was queued (or a sync was asked for): claim without waiting."""
+        self._claim_after = 0.0
+        self._nothing_claimed = False
+        self.wakeup.set()
+
+    def _on_link(self, connected: bool) -> None:
+        # Runs on the transport's thread: only flags, the drain thread does the work.
+        if not connected:
+            self._link_down.set()
+        self.wakeup.set()
+
+    def step(self) -> None:
+        """One round: connect if needed, fill the window, send, read acks, flush."""
+        if self._link_down.is_set():
+            self._link_down.clear()
+            self._drop_window("link went down")
+        if not self.transport.is_connected and not self._try_connect():
+            self.progress.online = False
+            self._flush(force=True)
+            self.wakeup.wait(max(0.05, self._next_connect - time.monotonic()))
+            self.wakeup.clear()
+            return
+        self.progress.online = True
+        for hook in self.tick_hooks:
+            hook(self.transport)
+        self._fill()
+        self._pump()
+        wait = 0.05 if self.window else max(0.01, min(IDLE_POLL_S, self._claim_after - _now()))
+        event = self.transport.next_event(timeout=wait)
+        events = ([event] if event is not None else []) + self.transport.drain_events()
+        for ev in events:
+            self._on_event(ev)
+        self._expire()
+        self._flush()
+
+    def _try_connect(self) -> bool:
+        now = time.monotonic()
+        if now < self._next_connect:
+            return False
+        if self.probe.network_up() is False:
+            ok = False
+        else:
+            try:
+                self.transport.connect(timeout=self.connect_timeout_s)
+                ok = True
+            except TransportError as exc:
+                log.info("cloud not reachable: %s", exc)
+                ok = False
+        if ok:
+            self._offline_delay = 1.0
+            self._claim_after = 0.0
+            return True
+        self._next_connect = time.monotonic() + self._offline_delay
+        self._offline_delay = min(self.max_offline_backoff_s, self._offline_delay * 2)
+        return False
+
+    def close(self) -> None:
+        """Record what is known and hand every item in flight back to the outbox."""
+        self._drop_window("drain stopped")
+
+    # -- claiming and building -------------------------------------------------------------
+
+    def _fill(self) -> None:
+        room = self.window_items - len(self.window)
+        if room <= 0 or _now() < self._claim_after:
+            return
+        if self.window and room < max(1, self.window_items // 4):
+            return  # claim in batches: each claim is a write transaction
+        if self._unacked_bytes >= self.window_bytes:
+            return
+        kinds = self.policy.kinds(self.probe.link_type())
+        items = self.outbox.claim(room, kinds=kinds)
+        self._nothing_claimed = not items
+        if not items:
+            self._claim_after = _now() + IDLE_POLL_S
+            return
+        self._build(items)
+
+    def _build(self, items: list[OutboxItem]) -> None:
+        unready: list[str] = []
+        defer: list[str] = []
+        dead: list[tuple[str, str]] = []
+        metas = [i for i in items if i.kind == "metadata"]
+        files = [i for i in items if i.kind != "metadata"]
+        deadline = time.monotonic() + self.ack_timeout_s
+        with self.db.read() as conn:
+            for item in metas:
+                try:
+                    meta = payloads.capture_meta(
+                        conn, self.device_id, item.item_id, item.ref_id, self.vision
+                    )
+                except payloads.Unready:
+                    unready.append(item.item_id)
+                    continue
+                except payloads.Undeliverable as exc:
+                    dead.append((item.item_id, str(exc)))
+                    continue
+                self.window[item.item_id] = Flight(item, [meta], deadline)
+            gates = self._meta_states(conn, [i.ref_id for i in files])
+            rows = {i.ref_id: payloads.media_row(conn, i.ref_id) for i in files}
+        for item in files:
+            event_id, meta_state = gates.get(item.ref_id, (None, None))
+            meta_id = item_id_for("metadata", event_id) if event_id else None
+            waiting_on = None
+            if meta_state == "dead":
+                dead.append((item.item_id, f"its event's metadata {meta_id} is dead"))
+                continue
+            if meta_id in self.window:
+                waiting_on = meta_id
+            elif meta_state != "done" and meta_id not in self._completed_unflushed:
+                defer.append(item.item_id)
+                continue
+            try:
+                flight = self._media_flight(item, rows[item.ref_id], deadline)
+            except payloads.Undeliverable as exc:
+                dead.append((item.item_id, str(exc)))
+                continue
+            except ProtocolError as exc:
+                dead.append((item.item_id, f"cannot cut into chunks: {exc}"))
+                continue
+            flight.waiting_on = waiting_on
+            self.window[item.item_id] = flight
+        if unready:
+            self.outbox.defer(unready, UNREADY_DELAY_S, WAITING_CLASSIFICATION)
+        if defer:
+            self.outbox.defer(defer, UNREADY_DELAY_S, WAITING_METADATA)
+        for item_id, reason in dead:
+            log.error("outbox item %s is undeliverable: %s", item_id, reason)
+            self.outbox.dead(item_id, reason)
+            self.progress.items_dead += 1
+
+    @staticmethod
+    def _meta_states(conn, media_ids: list[str]) -> dict[str, tuple[str, str | None]]:
+        if not media_ids:
+            return {}
+        out: dict[str, tuple[str, str | None]] = {}
+        for start in range(0, len(media_ids), 500):
+            part = media_ids[start : start + 500]
+            rows = conn.execute(
+                "SELECT m.media_id, m.event_id, o.state FROM media m LEFT JOIN outbox o"
+                " ON o.item_id = 'meta:' || m.event_id"
+                f" WHERE m.media_id IN ({','.join('?' * len(part))})",
+                part,
+            ).fetchall()
+            out.update({r[0]: (r[1], r[2]) for r in rows})
+        return out
+
+    def _media_flight(self, item: OutboxItem, row, deadline: float) -> Flight:
+        kind = "thumbnail" if item.kind == "thumbnail" else "full"
+        media = payloads.media_file(self.data_dir, row, kind, item.ref_id)
+        limit = self.transport.max_payload_bytes
+        chunks = protocol.split_media(
+            media.data,
+            max_payload_bytes=limit,
+            device_id=self.device_id,
+            item_id=item.item_id,
+            media_id=item.ref_id,
+            kind=media.kind,  # type: ignore[arg-type]
+            file_mediatype=media.mediatype,
+        )
+        first = next(chunks)
+        if media.sha256 and first.sha256 != media.sha256:
+            raise payloads.Undeliverable(f"{kind} file of {item.ref_id} changed on disk")
+        start = 0
+        if first.count > 1:
+            if item.chunk_size != first.chunk_size:
+                self.outbox.set_chunking(item.item_id, first.chunk_size)
+            else:
+                start = min(item.acked_chunks, first.count - 1)
+        frames: list[CaptureMeta | MediaChunk] = [first, *chunks]
+        flight = Flight(item, frames, deadline, next=start, contiguous=start)
+        flight.acked = set(range(start))
+        return flight
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        for flight in list(self.window.values()):
+            if flight.waiting_on is not None:
+                continue
+            while flight.next < len(flight.frames):
+                if self._unacked_bytes >= self.window_bytes and self._unacked_bytes > 0:
+                    return
+                frame = flight.frames[flight.next]
+                size = len(frame.data) if isinstance(frame, MediaChunk) else META_OVERHEAD
+                try:
+                    self.transport.send(frame)
+                except NotConnected:
+                    return
+                except PayloadTooLarge as exc:
+                    # The broker's limit shrank since the item was cut: cut it again next time.
+                    self._forget(flight)
+                    self.outbox.retry_later(flight.item.item_id, str(exc))
+                    break
+                flight.unacked[flight.next] = size
+                self._unacked_bytes += size
+                flight.next += 1
+                if isinstance(frame, MediaChunk):
+                    self.policy.sent(size)
+
+    # -- acknowledgements -------------------------------------------------------------------
+
+    def _on_event(self, event: Ack | ErrorReply) -> None:
+        flight = self.window.get(event.item_id)
+        if isinstance(event, ErrorReply):
+            self._on_error(event, flight)
+            return
+        if event.chunk == "complete":
+            if event.item_id in self._completed_unflushed:
+                return
+            self._completes.append(event.item_id)
+            self._completed_unflushed.add(event.item_id)
+            if flight is not None:
+                self._forget(flight)
+                self.progress.items_done += 1
+                self.progress.bytes_done += flight.item.bytes
+                self._release_waiters(event.item_id)
+            return
+        if flight is None:
+            return
+        index = int(event.chunk)
+        self._unacked_bytes -= flight.unacked.pop(index, 0)
+        flight.acked.add(index)
+        flight.deadline = time.monotonic() + self.ack_timeout_s
+        while flight.contiguous in flight.acked:
+            flight.contiguous += 1
+            flight.dirty = True
+
+    def _on_error(self, event: ErrorReply, flight: Flight | None) -> None:
+        item_id = event.item_id
+        reason = f"ingest: {event.reason}: {event.detail}"[:500]
+        if flight is not None:
+            self._forget(flight)
+            self._park_waiters(item_id)
+        if event.restart:
+            self.outbox.reset_chunks(item_id)
+        if not event.retryable:
+            log.error("ingest refused %s for good: %s", item_id, reason)
+            self.outbox.dead(item_id, reason)
+            self.progress.items_dead += 1
+        elif flight is not None:
+            self.outbox.retry_later(item_id, reason)
+            self.progress.retries += 1
+
+    def _release_waiters(self, meta_id: str) -> None:
+        for flight in self.window.values():
+            if flight.waiting_on == meta_id:
+                flight.waiting_on = None
+                flight.deadline = time.monotonic() + self.ack_timeout_s
+
+    def _park_waiters(self, meta_id: str) -> None:
+        """The metadata failed: items behind it go back and wait for its next attempt."""
+        waiting = [f for f in self.window.values() if f.waiting_on == meta_id]
+        for flight in waiting:
+            self._forget(flight)
+        if waiting:
+            self.outbox.defer([f.item.item_id for f in waiting], UNREADY_DELAY_S, WAITING_METADATA)
+
+    def _forget(self, flight: Flight) -> None:
+        self.window.pop(flight.item.item_id, None)
+        self._unacked_bytes -= sum(flight.unacked.values())
+        flight.unacked.clear()
+        if flight.dirty:
+            self.outbox.ack_chunks(flight.item.item_id, flight.contiguous)
+            flight.dirty = False
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        late = [f for f in self.window.values() if f.waiting_on is None and f.deadline < now]
+        for flight in late:
+            self._forget(flight)
+            self._park_waiters(flight.item.item_id)
+            delay = self.outbox.retry_later(
+                flight.item.item_id, f"no ack within {self.ack_timeout_s:g} s"
+            )
+            self.progress.retries += 1
+            log.warning("no ack for %s; retrying in %.0f s", flight.item.item_id, delay)
+
+    # -- bookkeeping -----------------------------------------------------------------------
+
+    def _flush(self, force: bool = False) -> None:
+        due = time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S
+        if not (force or due or len(self._completes) >= FLUSH_MAX_COMPLETES):
+            return
+        self._last_flush = time.monotonic()
+        for flight in self.window.values():
+            if flight.dirty:
+                self.outbox.ack_chunks(flight.item.item_id, flight.contiguous)
+                flight.dirty = False
+        if self._completes:
+            self.outbox.complete(self._completes)
+            stamp = datetime.now(UTC).isoformat()
+            with self.db.write() as conn:
+                conn.execute(
+                    "INSERT INTO kv (key, value) VALUES (?, ?)"
+                    " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (KV_LAST_SYNC, stamp),
+                )
+            self._completes = []
+            self._completed_unflushed.clear()
+        self.policy.save()
+
+    def _drop_window(self, why: str) -> None:
+        self._flush(force=True)
+        flights = list(self.window.values())
+        for flight in flights:
+            self._forget(flight)
+        if flights:
+            self.outbox.release([f.item.item_id for f in flights])
+            log.info("%s: %d items back to the outbox", why, len(flights))
+        self._unacked_bytes = 0
+        self._flush(force=True)
+
+    def idle(self) -> bool:
+        """Nothing in flight, nothing unflushed, and the last claim found nothing due."""
+        return not self.window and not self._completes and self._nothing_claimed
+
+
+def last_sync_at(db: Database) -> str | None:
+    with db.read() as conn:
+        row = conn.execute("SELECT value FROM kv WHERE key=?", (KV_LAST_SYNC,)).fetchone()
+    return None if row is None else row[0]
+
+
+def _now() -> float:
+    return time.monotonic()
+
+
+class DrainThread(threading.Thread):
+    """The agent's background drain: runs ``Drain.step`` until stopped."""
+
+    def __init__(self, drain: Drain) -> None:
+        super().__init__(name="uplink-drain", daemon=True)
+        self.drain = drain
+        self._stop_flag = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_flag.is_set():
+            try:
+                self.drain.step()
+            except Exception:
+                # A database hiccup must not end uploads for good; the outbox keeps the truth.
+                log.exception("drain step failed")
+                self._stop_flag.wait(2.0)
+        try:
+            self.drain.close()
+        except Exception:
+            log.exception("could not hand in-flight items back")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop_flag.set()
+        self.drain.wakeup.set()
+        self.join(timeout)

@@ -1,0 +1,162 @@
+"""The uplink room of the agent: retention after commits, the drain thread, the heartbeat,
+and the ``camtrap sync`` request file. ``Agent`` creates one and calls start/stop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from device.runlock import SYNC_REQUEST, RunLock
+from device.store.outbox import Outbox
+from device.store.retention import Retention
+from device.telemetry import Heartbeat
+from device.uplink.connectivity import probe_from_settings
+from device.uplink.drain import Drain, DrainThread
+from device.uplink.policy import SyncPolicy
+from device.uplink.transport import Transport
+
+if TYPE_CHECKING:
+    from device.agent import Agent
+    from device.config import Settings
+    from device.store.store import CommitResult
+
+log = logging.getLogger("camtrap.uplink")
+
+REQUEST_POLL_S = 1.0
+
+
+def make_transport(settings: Settings) -> Transport:
+    if settings.uplink.transport == "pubsub":
+        from device.uplink.pubsub import PubSubTransport
+
+        return PubSubTransport.from_settings(settings)
+    from device.uplink.mqtt import MqttTransport
+
+    return MqttTransport.from_settings(settings)
+
+
+def make_drain(settings: Settings, db, transport: Transport) -> Drain:  # type: ignore[no-untyped-def]
+    up = settings.uplink
+    return Drain(
+        db,
+        transport,
+        data_dir=settings.storage.data_dir,
+        device_id=settings.device.id,
+        vision=settings.vision.enabled,
+        policy=SyncPolicy(db, up.metered_policy, up.daily_byte_budget),
+        probe=probe_from_settings(up.link_type, up.network_manager),
+        window_items=up.window_items,
+        window_bytes=up.window_bytes,
+        ack_timeout_s=up.ack_timeout_s,
+        # The client keeps connecting in the background; a short wait keeps stop() prompt.
+        connect_timeout_s=min(2.0, up.mqtt.connect_timeout_s),
+    )
+
+
+class UplinkRoom:
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.settings = agent.settings
+        self.store = agent.store
+        self.lock = RunLock(self.settings.storage.data_dir)
+        self.retention = Retention(self.settings, lambda: self.store.db, self._disk_full)
+        self.heartbeat = Heartbeat(
+            self.settings.device.id,
+            lambda: self.store.db,
+            self.settings.storage.data_dir,
+            agent.clock,
+            interval_s=self.settings.telemetry.interval_s,
+            thermal_dir=self.settings.telemetry.thermal_dir,
+            uptime_file=self.settings.telemetry.uptime_file,
+            model_version=self._model_version,
+            media_bytes=lambda: self.retention.media_bytes,
+            disk_full=lambda: self.retention.disk_full or self.store.mode != "primary",
+        )
+        self.transport: Transport | None = None
+        self.drain: Drain | None = None
+        self.thread: DrainThread | None = None
+        self._request_checked = 0.0
+        self._spool_reported = False
+        agent.committed_listeners.append(self._on_commit)
+
+    def lock_data_dir(self) -> None:
+        """Before the store opens: wait for a running ``camtrap sync`` to let go."""
+        try:
+            if not self.lock.acquire(blocking=False):
+                log.warning("camtrap sync holds the database; waiting for it to finish")
+                self.lock.acquire(blocking=True)
+        except OSError as exc:
+            log.warning("no run lock in %s: %s", self.settings.storage.data_dir, exc)
+
+    def start(self) -> None:
+        """After the store opened."""
+        db = self.store.db
+        if db is not None:
+            Outbox(db).recover_inflight()
+            self.retention.resync()
+            self.retention.enforce()
+        if self.settings.uplink.transport == "none" or db is None:
+            return
+        self.transport = make_transport(self.settings)
+        self.drain = make_drain(self.settings, db, self.transport)
+        self.drain.tick_hooks += [self.heartbeat.tick, self._check_request]
+        self.thread = DrainThread(self.drain)
+        self.thread.start()
+
+    def stop(self) -> None:
+        if self.thread is not None:
+            self.thread.stop()
+            self.thread = None
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+        self.lock.release()
+
+    # -- hooks -----------------------------------------------------------------------------
+
+    def _on_commit(self, result: CommitResult) -> None:
+        if self.store.db is None:
+            if not self._spool_reported:
+                self._spool_reported = True
+                self._disk_full(True, "data dir unusable; captures spool to RAM")
+            return
+        self._spool_reported = False
+        self.retention.after_commit(result.committed_media)
+        if self.drain is not None and (result.committed_media or result.closed_events):
+            self.drain.wake()
+
+    def _disk_full(self, full: bool, message: str) -> None:
+        if full:
+            self.heartbeat.report("disk_full", "error", message)
+        else:
+            self.heartbeat.report("disk_ok", "info", message)
+
+    def _model_version(self) -> str | None:
+        vision = self.agent.vision
+        engine = getattr(vision, "engine", None) if vision is not None else None
+        return getattr(engine, "classified_by", None)
+
+    def _check_request(self, transport: Transport) -> None:
+        """``camtrap sync`` while the agent runs: it leaves a request file; we act on it."""
+        now = time.monotonic()
+        if now - self._request_checked < REQUEST_POLL_S or self.drain is None:
+            return
+        self._request_checked = now
+        path = self.settings.storage.data_dir / SYNC_REQUEST
+        try:
+            request = json.loads(path.read_text() or "{}")
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError):
+            request = {}
+        Outbox(self.drain.db).due_now()
+        self.drain.policy.override_all = bool(request.get("all"))
+        self.drain.wake()
+        path.unlink(missing_ok=True)
+        log.info(
+            "sync requested: every queued item is due now (all kinds: %s)",
+            self.drain.policy.override_all,
+        )

@@ -1,0 +1,167 @@
+"""A device database with real captures in it, written by the real store, for uplink tests.
+
+``queue_captures`` commits bursts through ``MediaStore`` (files first, then rows and outbox
+items, exactly as the agent does); ``classify`` then plays the vision room's part for an event:
+observations, a thumbnail file and its outbox item, state ``classified``.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from device.capture.types import ACTIVITY, CapturedFrame, EventClosed
+from device.clock import ClockState
+from device.config import Settings
+from device.hardware.camera import Frame
+from device.store import files
+from device.store.outbox import PRIORITY, Outbox
+from device.store.store import MediaStore
+from device.vision.engine import ObservationRow
+from device.vision.worker import insert_observation
+
+T0 = datetime(2026, 5, 1, 21, 30, tzinfo=UTC)
+
+
+def noise_jpeg(width: int, height: int, seed: int, quality: int = 90) -> bytes:
+    """Random pixels compress badly, so a JPEG of them is about as big as such a file gets."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+@dataclass
+class Burst:
+    event_id: str
+    media_ids: list[str]
+
+
+def queue_captures(
+    store: MediaStore,
+    count: int,
+    *,
+    frames: int = 2,
+    size: tuple[int, int] = (160, 120),
+    seed: int = 0,
+    start: datetime = T0,
+) -> list[Burst]:
+    """Commit ``count`` closed bursts of ``frames`` real JPEGs each."""
+    bursts = []
+    for n in range(count):
+        event_id = str(uuid.uuid4())
+        at = start + timedelta(minutes=n)
+        items: list[CapturedFrame | EventClosed] = []
+        media_ids = []
+        for seq in range(frames):
+            media_id = str(uuid.uuid4())
+            media_ids.append(media_id)
+            jpeg = noise_jpeg(*size, seed=seed * 100_000 + n * 100 + seq)
+            items.append(
+                CapturedFrame(
+                    event_id=event_id,
+                    media_id=media_id,
+                    seq=seq,
+                    captured_at=at + timedelta(seconds=seq),
+                    captured_mono=time.monotonic(),
+                    trigger_mono=None,
+                    capture_method=ACTIVITY,
+                    trigger_source="test",
+                    clock=ClockState("rtc", True),
+                    ir_on=False,
+                    frame=Frame(jpeg=jpeg, lores=None, width=size[0], height=size[1]),
+                )
+            )
+        items.append(EventClosed(event_id, at + timedelta(seconds=frames), frames, ACTIVITY))
+        store.commit(items)
+        bursts.append(Burst(event_id, media_ids))
+    return bursts
+
+
+def classify(
+    store: MediaStore,
+    burst: Burst,
+    *,
+    kind: str = "animal",
+    probability: float = 0.9,
+    thumbnail: bytes | None = None,
+) -> None:
+    """What the vision worker records for an event, with a thumbnail per frame."""
+    db = store.db
+    assert db is not None
+    stamp = T0.isoformat()
+    row = ObservationRow(
+        media_id=None,
+        observation_type=kind,
+        scientific_name="Vulpes vulpes" if kind == "animal" else None,
+        common_name="red fox" if kind == "animal" else None,
+        taxon_level="species" if kind == "animal" else None,
+        taxonomy=None,
+        count=1 if kind == "animal" else None,
+        classification_probability=probability,
+        blank_score=0.99 if kind == "blank" else 0.01,
+        classified_by="test-model@1",
+        details={"test": True},
+    )
+    thumbs = []
+    for i, media_id in enumerate(burst.media_ids):
+        data = thumbnail if thumbnail is not None else noise_jpeg(64, 48, seed=i)
+        rel = Path(files.THUMB_DIR, f"{media_id}.jpg")
+        directory = files.ensure_subdir(store.data_dir, files.THUMB_DIR)
+        files.atomic_write(directory, rel.name, data)
+        thumbs.append((media_id, str(rel), files.sha256_hex(data), len(data)))
+    with db.write() as conn:
+        insert_observation(conn, burst.event_id, row, stamp)
+        for media_id, rel, sha, size in thumbs:
+            conn.execute(
+                "UPDATE media SET thumb_path=?, thumb_sha256=?, thumb_size=? WHERE media_id=?",
+                (rel, sha, size, media_id),
+            )
+            Outbox.enqueue(conn, "thumbnail", media_id, PRIORITY["thumbnail"], size)
+        conn.execute("UPDATE events SET state='classified' WHERE event_id=?", (burst.event_id,))
+
+
+def open_store(settings: Settings) -> MediaStore:
+    store = MediaStore(settings)
+    store.open()
+    assert store.db is not None, store.last_error
+    return store
+
+
+def mqtt_trap_settings(root: Path, broker, device_id: str = "test-trap", **uplink) -> Settings:  # type: ignore[no-untyped-def]
+    """Trap settings whose uplink reaches ``broker`` (a tests.support.broker.Broker)."""
+    from tests.support.world import trap_settings
+
+    cert, key = broker.client_cert(device_id)
+    mqtt = {
+        "host": "127.0.0.1",
+        "port": broker.port,
+        "ca_file": broker.ca_file,
+        "cert_file": cert,
+        "key_file": key,
+        "connect_timeout_s": 5,
+    }
+    mqtt.update(uplink.pop("mqtt", {}))
+    return trap_settings(
+        root,
+        device={"id": device_id, "deployment_id": "dep-1"},
+        uplink={"transport": "mqtt", "network_manager": False, "mqtt": mqtt, **uplink},
+    )
+
+
+def write_config(settings: Settings, path: Path) -> Path:
+    """The settings as a TOML file a ``camtrap`` subprocess can read."""
+    from device.config import to_toml
+
+    data = settings.model_dump(mode="json")
+    data["uplink"]["mqtt"].pop("password", None)
+    path.write_text(to_toml(data))
+    return path
