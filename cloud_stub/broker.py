@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,30 @@ class Broker:
         self.config_file = self.workdir / "mosquitto.conf"
         self.log_file = self.workdir / "mosquitto.log"
         self.config_file.write_text(self._config())
+
+    def ingest_command(self, root: Path, *, log_level: str = "INFO") -> list[str]:
+        """``camtrap-cloud ingest`` subscribed to this broker as the privileged ingest user."""
+        cert, key = self.client_cert(INGEST_USER)
+        return [
+            sys.executable,
+            "-m",
+            "cloud_stub.cli",
+            "--log-level",
+            log_level,
+            "ingest",
+            "--root",
+            str(root),
+            "--mqtt-host",
+            "127.0.0.1",
+            "--mqtt-port",
+            str(self.port),
+            "--ca",
+            str(self.ca_file),
+            "--cert",
+            str(cert),
+            "--key",
+            str(key),
+        ]
 
     @property
     def ca_file(self) -> Path:

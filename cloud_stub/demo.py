@@ -1,24 +1,31 @@
-"""``camtrap-cloud demo``: a trap captures offline, then reaches "Wi-Fi" and syncs to the cloud.
+"""``camtrap-cloud demo``: one trap's life, end to end, with the real programs.
 
-1. A fleet CA, a per-device certificate, a broker certificate and the per-device ACL are made
-   (``cloud_stub.broker``); the broker is configured but NOT started: the trap is offline.
-2. ``camtrap simulate`` runs the real agent (mock PIR, synthetic camera, the real model); its
-   uplink cannot reach the broker, so every capture waits in the outbox.
-3. "Wi-Fi": mosquitto (TLS, client certificates, ACL) and ``camtrap-cloud ingest`` start, and
-   ``camtrap sync`` drains the outbox.
-4. Both databases are compared, and the simulate summary line gains
-   ``delivered=N lost=N duplicates_stored=N``: delivered = outbox items acknowledged AND found
-   at ingest (files checked by sha256); lost = captures on the trap missing at ingest (a row,
-   or a file the trap still keeps and meant to send); duplicates_stored = rows or files ingest
-   holds more than once.
+1. Office: a fleet CA, a real mosquitto (TLS, client certificates, per-device ACL) and the
+   registry start; ``camtrap-provision`` runs non-interactively against them (enrolment token,
+   key made on the trap, CSR signed by the registry, self-test checklist, config written).
+2. Field: the broker goes down; ``camtrap simulate`` runs the real agent (mock PIR, synthetic
+   camera, the default model) and every capture waits in the outbox.
+3. Wi-Fi: mosquitto and ``camtrap-cloud ingest`` start; the default pack, re-signed as a new
+   version, is published (retained desired-model message, pack served over HTTPS); the agent
+   (``camtrap run``) drains the outbox and installs the update; ``camtrap sync`` then checks
+   nothing is left.
+4. Cloud: deployments come from the registry's provisioning records; a Camtrap DP package and
+   the report plots are written; both databases are compared.
+
+The last line extends the simulate summary with ``delivered=N lost=N duplicates_stored=N``
+(delivered = outbox items acknowledged AND found at ingest, files checked by sha256; lost =
+captures on the trap missing at ingest; duplicates_stored = rows or files ingest holds more than
+once) and ``model=NAME@VERSION`` (the pack serving after the update).
 
 Every step runs as its own process with a time bound, so the demo ends by itself, on a
-terminal or not. Exit status 0 only when nothing was lost and the sync left nothing behind.
+terminal or not. Exit status 0 only when nothing was lost, the sync left nothing behind and
+the update installed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import shutil
@@ -27,17 +34,33 @@ import sqlite3
 import subprocess
 import sys
 import time
+import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from cloud_stub.broker import INGEST_USER, Broker, free_port
 
-DEVICE = "demo-trap"
-DEPLOYMENT = "demo-deployment"
+NEW_VERSION = "1.0.1"
+# Where the demo trap stands: Serengeti National Park, Tanzania.
+SITE = {
+    "location_name": "Serengeti demo site, tree 14",
+    "latitude": -2.3333,
+    "longitude": 34.8333,
+    "coordinate_uncertainty_m": 10,
+    "country": "TZA",
+    "camera_height_m": 0.6,
+    "camera_tilt_deg": -5,
+    "camera_heading_deg": 270,
+    "habitat": "grassland",
+    "bait_use": False,
+    "feature_type": "trailGame",
+    "setup_by": "camtrap demo",
+}
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    demo = sub.add_parser("demo", help="offline trap, then Wi-Fi: sync through a real broker")
+    demo = sub.add_parser("demo", help="provision, capture offline, sync and update, export")
     demo.add_argument("--workdir", type=Path, required=True)
     demo.add_argument("--triggers", type=int, default=5)
     demo.add_argument("--timeout", type=float, default=300.0, help="bound on each step")
@@ -53,14 +76,49 @@ def run_demo(args: argparse.Namespace) -> int:
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
+    cloud = work / "cloud"
+    ingest_root = cloud / "ingest"
     broker = Broker(work / "broker", free_port())
-    device_cert, device_key = broker.client_cert(DEVICE)
     ingest_cert, ingest_key = broker.client_cert(INGEST_USER)
-    data_dir = work / "trap" / "data"
-    config = _device_config(work, broker, device_cert, device_key, data_dir)
-    say(f"fleet CA and per-device certificate for {DEVICE}; broker on port {broker.port} is DOWN")
 
-    say(f"trap offline: simulating {args.triggers} PIR triggers")
+    from cloud_stub.models.signing import resign_default_pack
+
+    pack, public_key = resign_default_pack(NEW_VERSION, cloud / "models")
+
+    say("office: fleet CA, broker and registry up; provisioning the trap")
+    broker.start()
+    try:
+        with _process(
+            "registry",
+            _cloud_cmd(
+                "registry",
+                "serve",
+                "--root",
+                str(cloud / "registry"),
+                "--ca-dir",
+                str(broker.pki_dir),
+                "--port",
+                "0",
+                "--broker-host",
+                "127.0.0.1",
+                "--broker-port",
+                str(broker.port),
+            ),
+            work / "registry.log",
+            "registry ready",
+        ) as (_, ready_line):
+            registry_url = ready_line.split()[-1]
+            config = _provision(work, broker, registry_url, public_key, args.timeout)
+    finally:
+        broker.stop()
+    if config is None:
+        return 1
+    settings = tomllib.loads(config.read_text())
+    device_id = settings["device"]["id"]
+    data_dir = Path(settings["storage"]["data_dir"])
+    say(f"provisioned {device_id}, deployment {settings['device']['deployment_id']}")
+
+    say(f"field, no network: the broker is down; simulating {args.triggers} PIR triggers")
     sim = _run(
         [
             *_camtrap(config),
@@ -79,62 +137,211 @@ def run_demo(args: argparse.Namespace) -> int:
     stats = json.loads(sim.stdout.strip().splitlines()[-1])
     say(f"captured offline; outbox holds {_unsent(data_dir)} items")
 
-    ingest: subprocess.Popen[str] | None = None
+    say("reaching Wi-Fi: mosquitto and the ingest start; a signed model update is published")
+    broker.start()
     try:
-        say("reaching Wi-Fi: starting mosquitto (TLS, client certs, ACL) and the ingest")
-        broker.start()
-        ingest = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "cloud_stub.cli",
-                "--log-level",
-                "WARNING",
-                "ingest",
-                "--root",
-                str(work / "cloud" / "ingest"),
-                "--mqtt-host",
-                "127.0.0.1",
-                "--mqtt-port",
-                str(broker.port),
-                "--ca",
-                str(broker.ca_file),
-                "--cert",
-                str(ingest_cert),
-                "--key",
-                str(ingest_key),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=(work / "ingest.log").open("w"),
-            text=True,
-        )
-        if not _wait_line(ingest, "ingest ready", 30):
-            say("ingest did not start; see ingest.log")
-            return 1
-        say("camtrap sync:")
-        sync = subprocess.run(
-            [*_camtrap(config), "sync", "--plain", "--timeout", str(args.timeout)],
-            stdin=subprocess.DEVNULL,
-            text=True,
-            timeout=args.timeout + 60,
-        )
+        with _process(
+            "ingest",
+            broker.ingest_command(ingest_root, log_level="WARNING"),
+            work / "ingest.log",
+            "ingest ready",
+        ):
+            installed = _publish_and_sync(
+                args,
+                broker,
+                ingest_root,
+                pack,
+                device_id,
+                config,
+                data_dir,
+                (ingest_cert, ingest_key),
+            )
+            say("camtrap sync:")
+            sync = subprocess.run(
+                [*_camtrap(config), "sync", "--plain", "--timeout", "60"],
+                stdin=subprocess.DEVNULL,
+                text=True,
+                timeout=args.timeout,
+            )
     finally:
-        if ingest is not None:
-            ingest.send_signal(signal.SIGTERM)
-            try:
-                ingest.wait(30)
-            except subprocess.TimeoutExpired:
-                ingest.kill()
         broker.stop()
 
-    tally = compare(data_dir / "camtrap.db", work / "cloud" / "ingest")
+    tally = compare(data_dir / "camtrap.db", ingest_root)
+    package, report = _cloud_outputs(cloud, ingest_root)
     line = _simulate_line(stats)
+    say(f"Camtrap DP package: {package}")
+    say(f"report: {report}")
+    say("review the captures: make review   (then open the printed URL)")
     say(
         f"{line} delivered={tally['delivered']} lost={tally['lost']}"
-        f" duplicates_stored={tally['duplicates_stored']}"
+        f" duplicates_stored={tally['duplicates_stored']} model={installed or 'none'}"
     )
-    return 0 if tally["lost"] == 0 and sync.returncode == 0 else 1
+    ok = tally["lost"] == 0 and sync.returncode == 0 and installed.endswith(f"@{NEW_VERSION}")
+    return 0 if ok else 1
+
+
+def _provision(
+    work: Path, broker: Broker, registry_url: str, public_key: Path, timeout: float
+) -> Path | None:
+    """camtrap-provision, non-interactive, against the registry; returns the config path."""
+    root = work / "trap" / "root"
+    token = _run(
+        _cloud_cmd("registry", "token", "new", "--root", str(work / "cloud" / "registry")), timeout
+    ).stdout.strip()
+    answers = work / "trap" / "answers.toml"
+    answers.parent.mkdir(parents=True, exist_ok=True)
+    answers.write_text(_answers_toml(registry_url, broker.ca_file, token, public_key))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "provisioning.cli",
+            "--root",
+            str(root),
+            "--answers",
+            str(answers),
+            "--non-interactive",
+            "--print-commands",
+            "--pir-timeout",
+            "0",
+        ],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    (work / "provision.log").write_text(result.stdout + result.stderr)
+    if result.returncode != 0:
+        say(f"provisioning failed (exit {result.returncode}); see {work / 'provision.log'}")
+        sys.stderr.write(result.stdout[-2000:] + result.stderr[-2000:])
+        return None
+    for line in result.stdout.splitlines():
+        if "[PASS]" in line or "[FAIL]" in line or "[SKIP]" in line:
+            print(f"  {line.strip()}", flush=True)
+    return root / "etc" / "camtrap" / "camtrap.toml"
+
+
+def _answers_toml(registry_url: str, ca_file: Path, token: str, public_key: Path) -> str:
+    lines = ["[deployment]"]
+    for key, value in SITE.items():
+        lines.append(f"{key} = {json.dumps(value)}")
+    lines += [
+        "",
+        "[registration]",
+        'method = "registry"',
+        f"url = {json.dumps(registry_url)}",
+        f"ca_file = {json.dumps(str(ca_file))}",
+        f"token = {json.dumps(token)}",
+        "",
+        # Simulated hardware, and a laptop's clock and network instead of a Pi's.
+        "[config.camera]",
+        'backend = "synthetic"',
+        "main_size = [1280, 720]",
+        "[config.pir]",
+        'pin_factory = "mock"',
+        "[config.clock]",
+        "kernel_status = false",
+        "[config.uplink]",
+        "network_manager = false",
+        'link_type = "wifi"',
+        "[config.uplink.mqtt]",
+        "connect_timeout_s = 3",
+        "[config.ota]",
+        f"trusted_keys = [{json.dumps(str(public_key))}]",
+        f"ca_file = {json.dumps(str(ca_file))}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _publish_and_sync(
+    args: argparse.Namespace,
+    broker: Broker,
+    ingest_root: Path,
+    pack: Path,
+    device_id: str,
+    config: Path,
+    data_dir: Path,
+    admin_cert: tuple[Path, Path],
+) -> str:
+    """Publish the update, run the agent until the outbox is empty and the update is in;
+    returns the serving pack as name@version ('' if none)."""
+    from cloud_stub.models.rollout import MqttAdmin, Publisher, publish_pack
+    from cloud_stub.models.server import PackServer
+
+    server = PackServer(
+        ingest_root / "packs", cert_file=broker.server_cert, key_file=broker.server_key
+    ).start()
+    try:
+        admin = MqttAdmin("127.0.0.1", broker.port, broker.ca_file, *admin_cert)
+        with Publisher(admin) as publisher:
+            publish_pack(ingest_root, pack, [device_id], publisher, base_url=server.url)
+        say(f"published {pack.name} to {device_id} (retained), pack at {server.url}")
+        with _process("agent", [*_camtrap(config), "run"], data_dir.parent / "agent.log", None):
+            deadline = time.monotonic() + args.timeout
+            serving = ""
+            while time.monotonic() < deadline:
+                serving = _serving_pack(data_dir)
+                if _unsent(data_dir) == 0 and serving.endswith(f"@{NEW_VERSION}"):
+                    break
+                time.sleep(0.5)
+            say(f"agent drained its outbox; serving model {serving or 'none'}")
+            time.sleep(2.0)  # let the install report and the last acks reach the cloud
+        return serving
+    finally:
+        server.stop()
+
+
+def _serving_pack(data_dir: Path) -> str:
+    manifest = data_dir / "models" / "current" / "manifest.json"
+    try:
+        data = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return ""
+    return f"{data['name']}@{data['version']}"
+
+
+def _cloud_outputs(cloud: Path, ingest_root: Path) -> tuple[Path | str, Path | str]:
+    """Deployments from the registry, then the Camtrap DP package and the report plots."""
+    from cloud_stub.export.camtrap_dp import export_camtrap_dp
+    from cloud_stub.registry.store import copy_deployments_to_ingest
+    from cloud_stub.report.report import write_report
+
+    copy_deployments_to_ingest(cloud / "registry", ingest_root)
+    outputs: list[Path | str] = []
+    for make, out in ((export_camtrap_dp, cloud / "camtrap-dp"), (write_report, cloud / "report")):
+        try:
+            outputs.append(make(ingest_root, out))
+        except Exception as exc:
+            outputs.append(f"FAILED: {exc}")
+    return outputs[0], outputs[1]
+
+
+@contextlib.contextmanager
+def _process(
+    name: str, cmd: list[str], log: Path, ready: str | None
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """A background process for the length of a ``with``; SIGTERM at the end."""
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log.open("w"), text=True
+    )
+    try:
+        line = ""
+        if ready is not None:
+            line = _wait_line(proc, ready, 60)
+            if not line:
+                raise RuntimeError(f"{name} did not start; see {log}")
+        yield proc, line
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _cloud_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "cloud_stub.cli", "--log-level", "WARNING", *args]
 
 
 # -- the two sides compared -----------------------------------------------------------------
@@ -206,39 +413,6 @@ def _sha_file(path: Path) -> str | None:
 # -- helpers --------------------------------------------------------------------------------
 
 
-def _device_config(work: Path, broker: Broker, cert: Path, key: Path, data_dir: Path) -> Path:
-    data_dir.mkdir(parents=True)
-    text = f"""\
-[device]
-id = "{DEVICE}"
-deployment_id = "{DEPLOYMENT}"
-
-[storage]
-data_dir = "{data_dir}"
-fallback_dir = "{work / "trap" / "fallback"}"
-
-[uplink]
-transport = "mqtt"
-network_manager = false
-link_type = "wifi"
-
-[uplink.mqtt]
-host = "127.0.0.1"
-port = {broker.port}
-ca_file = "{broker.ca_file}"
-cert_file = "{cert}"
-key_file = "{key}"
-connect_timeout_s = 3
-
-[clock]
-timesync_flag = "{work / "trap" / "no-timesync"}"
-rtc_device = "{work / "trap" / "no-rtc"}"
-"""
-    path = work / "trap" / "camtrap.toml"
-    path.write_text(text)
-    return path
-
-
 def _camtrap(config: Path) -> list[str]:
     return [sys.executable, "-m", "device.cli", "--config", str(config)]
 
@@ -249,7 +423,8 @@ def _run(cmd: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _wait_line(proc: subprocess.Popen[str], text: str, timeout: float) -> bool:
+def _wait_line(proc: subprocess.Popen[str], text: str, timeout: float) -> str:
+    """The first stdout line containing ``text`` ('' on timeout or exit)."""
     import selectors
 
     assert proc.stdout is not None
@@ -261,10 +436,10 @@ def _wait_line(proc: subprocess.Popen[str], text: str, timeout: float) -> bool:
             break
         line = proc.stdout.readline()
         if not line:
-            return False
+            return ""
         if text in line:
-            return True
-    return False
+            return line.strip()
+    return ""
 
 
 def _unsent(data_dir: Path) -> int:

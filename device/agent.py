@@ -20,6 +20,7 @@ from device.clock import ClockProbe
 from device.config import Settings
 from device.hardware.camera import Camera, open_camera
 from device.hardware.pir import PirSensor
+from device.ota import agent_hooks
 from device.store.store import CommitResult, MediaStore
 from device.store.writer import StoreWriter
 from device.uplink.service import UplinkRoom
@@ -27,6 +28,9 @@ from device.vision.worker import ClassificationWorker
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from device.ota.service import OtaService
+    from device.uplink.transport import Transport
 
 log = logging.getLogger("camtrap.agent")
 
@@ -47,7 +51,12 @@ def open_ir(settings: Settings) -> IrControl:
 
 class Agent:
     def __init__(self, settings: Settings, *, camera: Camera | None = None) -> None:
+        if settings.ota.enabled:
+            # The last remote config the cloud sent (remote keys only) applies from the start.
+            agent_hooks.apply_persisted_config(settings)
         self.settings = settings
+        self.ota: OtaService | None = None
+        self.restart_requested = False
         self.clock = ClockProbe(settings.clock)
         self.store = MediaStore(settings)
         self.committed_listeners: list[Callable[[CommitResult], None]] = []
@@ -80,17 +89,12 @@ class Agent:
             self.vision.submit(event_id)
 
     def _load_vision(self) -> None:
-        """A pack that cannot serve leaves the agent capturing, its events unclassified."""
+        """The pack OTA installed (``current``, else ``previous``), else ``vision.pack``; a
+        pack that cannot serve leaves the agent capturing, its events unclassified."""
         assert self.vision is not None
-        from device.vision.engine import VisionEngine
-        from device.vision.pack import PackError
-
-        try:
-            self.vision.engine = VisionEngine.load(
-                self.settings.vision.pack, self.settings.vision, self.settings.location
-            )
-        except PackError as exc:
-            log.error("no model serving: %s", exc)
+        self.vision.engine = agent_hooks.load_engine(self.settings)
+        if self.vision.engine is None:
+            log.error("no model serving: events stay unclassified until a pack installs")
             return
         log.info(
             "model loaded",
@@ -99,6 +103,16 @@ class Agent:
                 "load_ms": round(self.vision.engine.load_ms, 1),
             },
         )
+
+    def _attach_ota(self, transport: Transport) -> None:
+        """Before the link connects: desired-model/config and commands reach OTA."""
+        if self.settings.ota.enabled:
+            self.ota = agent_hooks.attach(self, transport)
+
+    def restart(self) -> None:
+        """The ``restart-agent`` command: stop cleanly, and exit so systemd starts us again."""
+        self.restart_requested = True
+        self.request_stop()
 
     def _on_committed(self, result: CommitResult) -> None:
         for listener in self.committed_listeners:
@@ -110,11 +124,11 @@ class Agent:
     def start(self) -> None:
         self.uplink.lock_data_dir()
         self.store.open()
-        self.uplink.start()
         if self.vision is not None:
             self._load_vision()
             self.vision.start()
             self.vision.catch_up()
+        self.uplink.start(on_transport=self._attach_ota)
         self.camera.start()
         self.writer.start()
         self.capture.start()
@@ -149,6 +163,8 @@ class Agent:
             self.vision.stop()
         self.camera.close()
         self.ir.close()
+        if self.ota is not None:
+            self.ota.stop()
         self.uplink.stop()
         self.store.close()
         log.info(

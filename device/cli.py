@@ -13,6 +13,7 @@ from device.config import ConfigError, Settings, load_settings, redacted, to_tom
 from device.plugins import register_optional
 
 EXIT_CONFIG = 2
+EXIT_RESTART = 75  # EX_TEMPFAIL: stopped on request, start again
 # Rooms that add their own subcommands; each module has ``register(subparsers)``.
 COMMAND_MODULES = ("device.vision.commands", "device.uplink.commands", "device.ota.commands")
 
@@ -100,11 +101,13 @@ def cmd_run(args: argparse.Namespace, load: Loader) -> int:
     settings = load()
     _setup_logs(settings)
     try:
-        Agent(settings).run_forever()
+        agent = Agent(settings)
+        agent.run_forever()
     except SchemaTooNew as exc:
         print(f"camtrap: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    return 0
+    # The unit restarts the service on a non-zero exit: that is how restart-agent works.
+    return EXIT_RESTART if agent.restart_requested else 0
 
 
 def cmd_config_show(args: argparse.Namespace, load: Loader) -> int:

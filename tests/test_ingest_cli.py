@@ -12,7 +12,6 @@ import pytest
 from cloud_stub import pki
 from device import protocol
 from device.protocol import Telemetry
-from tests.support.broker import INGEST_USER
 from tests.support.uplink import collect_until, completed, device_link, query
 
 # Fixtures (real services) from tests/support, whatever conftest.py lists.
@@ -21,27 +20,9 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def test_ingest_command_stores_acks_and_reports_counters_on_sigterm(broker, tmp_path):
-    cert, key = broker.client_cert(INGEST_USER)
     root = tmp_path / "cloud"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cloud_stub.cli",
-            "ingest",
-            "--root",
-            str(root),
-            "--mqtt-host",
-            "127.0.0.1",
-            "--mqtt-port",
-            str(broker.port),
-            "--ca",
-            str(broker.ca_file),
-            "--cert",
-            str(cert),
-            "--key",
-            str(key),
-        ],
+        broker.ingest_command(root),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

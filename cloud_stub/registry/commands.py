@@ -46,6 +46,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     deployments.add_argument("--format", choices=("json", "csv"), default="json")
     deployments.set_defaults(func=_deployments)
 
+    push = registry_sub.add_parser(
+        "push-deployments", help="copy deployment records into an ingest store (for export)"
+    )
+    push.add_argument("--root", type=Path, required=True)
+    push.add_argument("--ingest-root", type=Path, required=True)
+    push.set_defaults(func=_push_deployments)
+
 
 def _serve(args: argparse.Namespace) -> int:
     from cloud_stub.registry.server import BrokerInfo, build_server
@@ -98,4 +105,12 @@ def _deployments(args: argparse.Namespace) -> int:
         )
         writer.writeheader()
         writer.writerows(rows)
+    return 0
+
+
+def _push_deployments(args: argparse.Namespace) -> int:
+    from cloud_stub.registry.store import copy_deployments_to_ingest
+
+    count = copy_deployments_to_ingest(args.root, args.ingest_root)
+    print(f"{count} deployment record(s) copied to {args.ingest_root}")
     return 0

@@ -191,3 +191,51 @@ def _column_value(value: Any) -> Any:
     if isinstance(value, dict | list):
         return json.dumps(value)
     return value
+
+
+# Camtrap DP deployment field -> column of the ingest store's deployments table.
+INGEST_COLUMNS = {
+    "locationID": "location_id",
+    "locationName": "location_name",
+    "latitude": "latitude",
+    "longitude": "longitude",
+    "coordinateUncertainty": "coordinate_uncertainty",
+    "deploymentStart": "deployment_start",
+    "deploymentEnd": "deployment_end",
+    "setupBy": "setup_by",
+    "cameraModel": "camera_model",
+    "cameraHeight": "camera_height",
+    "cameraTilt": "camera_tilt",
+    "cameraHeading": "camera_heading",
+    "baitUse": "bait_use",
+    "featureType": "feature_type",
+    "habitat": "habitat",
+    "deploymentComments": "deployment_comments",
+}
+
+
+def copy_deployments_to_ingest(registry_root: Path, ingest_root: Path) -> int:
+    """Give the ingest store (which the export reads) provisioning's deployment records.
+
+    Ingest alone knows a deployment's camera and time span; where and how the camera was set
+    up comes from provisioning. Idempotent: re-running replaces the same fields.
+    """
+    from cloud_stub.ingest.store import IngestStore
+
+    records = RegistryStore(registry_root).deployments()
+    store = IngestStore(ingest_root)
+    try:
+        for record in records:
+            fields = {
+                column: record[name]
+                for name, column in INGEST_COLUMNS.items()
+                if record.get(name) is not None
+            }
+            if "bait_use" in fields:
+                fields["bait_use"] = int(bool(fields["bait_use"]))
+            store.record_deployment(
+                record["deploymentID"], record["cameraID"] or record["device_id"], **fields
+            )
+    finally:
+        store.close()
+    return len(records)

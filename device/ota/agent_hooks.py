@@ -57,7 +57,7 @@ def default_callbacks(agent: Any) -> AgentCallbacks:
         return "triggered"
 
     uplink = getattr(agent, "uplink", None)
-    sync_now = getattr(agent, "sync_now", None) or getattr(uplink, "wake", None)
+    sync_now = getattr(agent, "sync_now", None) or getattr(uplink, "sync_now", None)
     return AgentCallbacks(
         sync_now=sync_now,
         capture_test=getattr(agent, "capture_test", None)

@@ -19,6 +19,8 @@ from device.uplink.policy import SyncPolicy
 from device.uplink.transport import Transport
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from device.agent import Agent
     from device.config import Settings
     from device.store.store import CommitResult
@@ -91,8 +93,8 @@ class UplinkRoom:
         except OSError as exc:
             log.warning("no run lock in %s: %s", self.settings.storage.data_dir, exc)
 
-    def start(self) -> None:
-        """After the store opened."""
+    def start(self, on_transport: Callable[[Transport], None] | None = None) -> None:
+        """After the store opened. ``on_transport`` sees the link before it connects."""
         db = self.store.db
         if db is not None:
             Outbox(db).recover_inflight()
@@ -101,6 +103,8 @@ class UplinkRoom:
         if self.settings.uplink.transport == "none" or db is None:
             return
         self.transport = make_transport(self.settings)
+        if on_transport is not None:
+            on_transport(self.transport)
         self.drain = make_drain(self.settings, db, self.transport)
         self.drain.tick_hooks += [self.heartbeat.tick, self._check_request]
         self.thread = DrainThread(self.drain)
@@ -114,6 +118,14 @@ class UplinkRoom:
             self.transport.close()
             self.transport = None
         self.lock.release()
+
+    def sync_now(self) -> str:
+        """Every queued item due now, and the drain woken (the ``sync-now`` command)."""
+        if self.drain is None:
+            return "uplink is off"
+        Outbox(self.drain.db).due_now()
+        self.drain.wake()
+        return "draining"
 
     # -- hooks -----------------------------------------------------------------------------
 

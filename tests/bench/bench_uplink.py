@@ -16,7 +16,6 @@ import os
 import shutil
 import ssl
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -127,7 +126,7 @@ def _fill_device_db(root: Path, n: int, thumb: bytes) -> Path:
 
 
 def bench_drain_ratio(n: int) -> None:
-    from cloud_stub.broker import INGEST_USER, Broker, free_port
+    from cloud_stub.broker import Broker, free_port
     from device import protocol
     from device.store.db import Database
     from device.store.outbox import Outbox
@@ -140,28 +139,8 @@ def bench_drain_ratio(n: int) -> None:
     broker.start()
     device = "test-trap"
     cert, key = broker.client_cert(device)
-    icert, ikey = broker.client_cert(INGEST_USER)
     ingest = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cloud_stub.cli",
-            "--log-level",
-            "WARNING",
-            "ingest",
-            "--root",
-            str(work / "cloud"),
-            "--mqtt-host",
-            "127.0.0.1",
-            "--mqtt-port",
-            str(broker.port),
-            "--ca",
-            str(broker.ca_file),
-            "--cert",
-            str(icert),
-            "--key",
-            str(ikey),
-        ],
+        broker.ingest_command(work / "cloud", log_level="WARNING"),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
