@@ -126,46 +126,26 @@ def commit_rate(tmp: Path) -> None:
 
 
 def agent_rss(tmp: Path) -> None:
-    """Peak RSS of `camtrap simulate`, without and with the default model pack."""
+    """Peak RSS of `camtrap simulate` (the issue's figure: default config, synthetic camera),
+    then the same agent with the replay camera, which like the Pi camera hands over encoded
+    frames (no scene renderer in the process), then the import floor under both."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAMTRAP_")}
-    for name, vision in (("agent_rss_mb", "false"), ("agent_rss_mb_with_model", "true")):
+    frames = scene_frames(tmp / "frames")
+    runs = (
+        ("agent_rss_mb", "false", []),
+        ("agent_rss_mb_with_model", "true", []),
+        ("agent_rss_mb_replay_camera", "false", ["--images", str(frames)]),
+        ("agent_rss_mb_with_model_replay_camera", "true", ["--images", str(frames)]),
+    )
+    for name, vision, extra in runs:
         config = tmp / f"{name}.toml"
         config.write_text(f"[vision]\nenabled = {vision}\n")
         env["CAMTRAP_CONFIG"] = str(config)
-        rss, code = peak_rss_mb(
-            [
-                "device.cli",
-                "simulate",
-                "--triggers",
-                "5",
-                "--data-dir",
-                str(tmp / name),
-            ],
-            env,
-        )
+        args = ["device.cli", "simulate", "--triggers", "5", "--data-dir", str(tmp / name)]
+        rss, code = peak_rss_mb([*args, *extra], env)
         if code != 0:
             raise RuntimeError(f"camtrap simulate exited {code}")
         emit(name, rss, "MB")
-    # The same agent with the replay camera, which (like the Pi camera) hands over encoded
-    # frames: what the agent costs without the synthetic scene renderer.
-    frames = scene_frames(tmp / "frames")
-    config = tmp / "replay.toml"
-    config.write_text("[vision]\nenabled = false\n")
-    env["CAMTRAP_CONFIG"] = str(config)
-    rss, _ = peak_rss_mb(
-        [
-            "device.cli",
-            "simulate",
-            "--triggers",
-            "5",
-            "--images",
-            str(frames),
-            "--data-dir",
-            str(tmp / "replay"),
-        ],
-        env,
-    )
-    emit("agent_rss_mb_replay_camera", rss, "MB")
     base, _ = peak_rss_mb(["tests.bench.import_floor"], env)
     emit("agent_import_floor_rss_mb", base, "MB")
 
