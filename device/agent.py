@@ -109,6 +109,11 @@ class Agent:
         if self.settings.ota.enabled:
             self.ota = agent_hooks.attach(self, transport)
 
+    def capture_test(self) -> str:
+        """The ``capture-test`` command: one frame, kept and sent at the top priority."""
+        self.capture.trigger("test")
+        return "triggered"
+
     def restart(self) -> None:
         """The ``restart-agent`` command: stop cleanly, and exit so systemd starts us again."""
         self.restart_requested = True

@@ -181,3 +181,30 @@ def test_inference_never_delays_capture(tmp_path, mock_pins):
     assert (captured, bursts) == (12, 4)
     assert still_classifying, "capture finished while inference was still busy"
     assert [r[0] for r in query(settings, "SELECT state FROM events")] == ["classified"] * 4
+
+
+def test_a_test_capture_is_kept_sent_first_and_not_held_by_the_cooldown(tmp_path, mock_pins):
+    """capture-test: even a blank frame is kept, at the top priority, during a cooldown."""
+    settings = blank_world(tmp_path, "thumbnail")
+    settings.capture.cooldown_s = 30.0
+    agent = Agent(settings)
+    agent.start()
+    try:
+        agent.capture.trigger("pir")
+        assert agent.capture.wait_idle(10)
+        assert agent.capture_test() == "triggered"  # inside the PIR burst's cooldown
+        assert agent.capture.wait_idle(10)
+        time.sleep(0.3)
+        assert agent.vision.wait_idle(60)
+    finally:
+        agent.stop()
+    rows = query(
+        settings,
+        "SELECT e.trigger_source, m.state, o.priority FROM media m"
+        " JOIN events e ON e.event_id = m.event_id"
+        " LEFT JOIN outbox o ON o.item_id = 'media:' || m.media_id",
+    )
+    test_rows = [r for r in rows if r[0] == "test"]
+    assert len(test_rows) == settings.capture.burst_frames
+    assert all(state == "stored" and priority == 0 for _, state, priority in test_rows)
+    assert {r[1] for r in rows if r[0] == "pir"} == {"evicted"}, "the PIR blanks follow policy"

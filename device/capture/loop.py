@@ -142,7 +142,8 @@ class CaptureLoop(threading.Thread):
                 self._timelapse(trig)
                 continue
             self.stats.triggers += 1
-            if now < self._cooldown_until:
+            # Cooldown damps the PIR; a technician's or the cloud's test capture is never held.
+            if trig.source == "pir" and now < self._cooldown_until:
                 self.stats.suppressed += 1
                 log.info(
                     "trigger during cooldown: counted, no burst",

@@ -396,7 +396,10 @@ def register_from_record(
             (record["event_id"],),
         )
     if inserted and state == "stored":
-        Outbox.enqueue(conn, "media", record["media_id"], PRIORITY["media"], size or 0)
+        # A test capture (capture-test command) travels at the top priority class.
+        test = record["trigger_source"] == "test"
+        priority = PRIORITY["metadata"] if test else PRIORITY["media"]
+        Outbox.enqueue(conn, "media", record["media_id"], priority, size or 0)
 
 
 def close_event(conn: sqlite3.Connection, closed: EventClosed) -> None:

@@ -125,7 +125,8 @@ class ClassificationWorker(threading.Thread):
             return
         with db.read() as conn:
             event = conn.execute(
-                "SELECT state, capture_method FROM events WHERE event_id=?", (event_id,)
+                "SELECT state, capture_method, trigger_source FROM events WHERE event_id=?",
+                (event_id,),
             ).fetchone()
             media = conn.execute(
                 "SELECT media_id, path, state FROM media WHERE event_id=? ORDER BY seq",
@@ -147,7 +148,9 @@ class ClassificationWorker(threading.Thread):
             for frame in frames:
                 if frame.lores is not None:
                     self.engine.learn_background(frame.lores)  # type: ignore[union-attr]
-        removed = self._record(event_id, media, verdict, thumbs)
+        # A test capture was asked for by a person: its frames are kept whatever they show.
+        keep_all = event["trigger_source"] == "test"
+        removed = self._record(event_id, media, verdict, thumbs, keep_all)
         for path in removed:
             path.unlink(missing_ok=True)
         self._count(verdict)
@@ -189,13 +192,14 @@ class ClassificationWorker(threading.Thread):
         media: list[sqlite3.Row],
         verdict: EventVerdict | None,
         thumbs: dict[str, tuple[str, str, int]],
+        keep_all: bool = False,
     ) -> list[Path]:
         """One transaction: observations, thumbnails, policy, upload order. Returns the
         files to delete once it has committed (deleting first could lose a frame whose row
         still says it exists)."""
         db = self.store.db
         assert db is not None
-        policy = self.settings.vision.blank_media_policy
+        policy = "keep" if keep_all else self.settings.vision.blank_media_policy
         blank = verdict is not None and verdict.is_blank
         stamp = local_now(self.settings.device.timezone).isoformat()
         removed: list[Path] = []
@@ -229,7 +233,7 @@ class ClassificationWorker(threading.Thread):
                         (item_id_for("media", m["media_id"]),),
                     )
                     removed.append(self.store.data_dir / m["path"])
-                elif blank:
+                elif blank and not keep_all:
                     conn.execute(
                         "UPDATE outbox SET priority=? WHERE item_id=? AND state='pending'",
                         (PRIORITY["blank_media"], item_id_for("media", m["media_id"])),
