@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import matplotlib
@@ -109,6 +110,10 @@ def device_health(data: ReportData, path: Path) -> Path:
             )
     if data.health:
         axes[0].legend(title="device", fontsize="small")
+    times = [p.at for points in data.health.values() for p in points]
+    if times and min(times) == max(times):
+        # One heartbeat: matplotlib would stretch the axis over years; show an hour around it.
+        axes[-1].set_xlim(min(times) - timedelta(minutes=30), max(times) + timedelta(minutes=30))
     axes[-1].set_xlabel("time of heartbeat (UTC)")
     axes[-1].xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M", tz="UTC"))
     fig.autofmt_xdate()
