@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from device.store.db import Database
 
 PRIORITY = {"metadata": 0, "thumbnail": 1, "media": 2, "blank_media": 3}
-KIND_OF_PRIORITY = {0: "metadata", 1: "thumbnail", 2: "media", 3: "media"}
 
 
 @dataclass(frozen=True)
@@ -186,14 +185,19 @@ class Outbox:
     # -- reporting -------------------------------------------------------------------------
 
     def depth(self) -> dict[str, int]:
-        """Pending + in-flight items per priority class."""
+        """Pending + in-flight items per class: metadata, thumbnail, media, blank_media.
+
+        By kind, not by priority: a test capture's media travel at the metadata priority but
+        are still media.
+        """
         with self.db.read() as conn:
             rows = conn.execute(
-                "SELECT priority, COUNT(*) FROM outbox WHERE state IN ('pending','inflight')"
-                " GROUP BY priority"
+                "SELECT CASE WHEN kind = 'media' AND priority = ? THEN 'blank_media' ELSE kind"
+                " END AS class, COUNT(*) FROM outbox WHERE state IN ('pending','inflight')"
+                " GROUP BY class",
+                (PRIORITY["blank_media"],),
             ).fetchall()
-        names = {v: k for k, v in PRIORITY.items()}
-        return {names.get(p, str(p)): n for p, n in rows}
+        return {name: n for name, n in rows}
 
     def oldest_pending_age_s(self, now: float | None = None) -> float | None:
         now = time.time() if now is None else now

@@ -74,7 +74,7 @@ def queue_captures(
                     captured_mono=time.monotonic(),
                     trigger_mono=None,
                     capture_method=ACTIVITY,
-                    trigger_source="test",
+                    trigger_source="pir",
                     clock=ClockState("rtc", True),
                     ir_on=False,
                     frame=Frame(jpeg=jpeg, lores=None, width=size[0], height=size[1]),
