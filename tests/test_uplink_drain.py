@@ -62,19 +62,24 @@ def make_drain(store, link, **kwargs) -> Drain:  # type: ignore[no-untyped-def]
     )
 
 
-def test_every_capture_arrives_whole_and_is_marked_done_only_after_ingest_acks(
-    broker, trap, tmp_path
-):
-    bursts = queue_captures(trap, 6, frames=3, size=(640, 480))
-    cloud = tmp_path / "cloud"
+def drain_settled(broker, trap, cloud, **link_kwargs) -> None:
+    """Drain the trap's outbox to a running ingest until nothing is left in flight."""
     with running_ingest(broker, cloud):
-        link = device_link(broker, DEVICE, max_payload_cap=16 * 1024)  # several chunks each
+        link = device_link(broker, DEVICE, **link_kwargs)
         drain = make_drain(trap, link)
         try:
             drain_until(drain, lambda: settled(trap))
             drain.close()
         finally:
             link.close()
+
+
+def test_every_capture_arrives_whole_and_is_marked_done_only_after_ingest_acks(
+    broker, trap, tmp_path
+):
+    bursts = queue_captures(trap, 6, frames=3, size=(640, 480))
+    cloud = tmp_path / "cloud"
+    drain_settled(broker, trap, cloud, max_payload_cap=16 * 1024)  # several chunks each
     assert set(outbox_states(trap).values()) == {"done"}
     with trap.db.read() as conn:
         device_media = {r[0]: r[1] for r in conn.execute("SELECT media_id, sha256 FROM media")}
@@ -133,13 +138,7 @@ def test_a_lost_file_kills_only_its_item_with_the_reason(broker, trap, tmp_path)
         path = conn.execute("SELECT path FROM media WHERE media_id=?", (lost,)).fetchone()[0]
     (trap.data_dir / path).unlink()
     cloud = tmp_path / "cloud"
-    with running_ingest(broker, cloud):
-        link = device_link(broker, DEVICE)
-        drain = make_drain(trap, link)
-        try:
-            drain_until(drain, lambda: settled(trap))
-        finally:
-            link.close()
+    drain_settled(broker, trap, cloud)
     states = outbox_states(trap)
     assert states.pop(f"media:{lost}") == "dead"
     assert set(states.values()) == {"done"}
@@ -204,13 +203,7 @@ def test_a_file_changed_on_disk_is_not_sent_as_the_capture(broker, trap, tmp_pat
         ).fetchone()[0]
     (trap.data_dir / path).write_bytes(noise_jpeg(32, 32, seed=9))
     cloud = tmp_path / "cloud"
-    with running_ingest(broker, cloud):
-        link = device_link(broker, DEVICE)
-        drain = make_drain(trap, link)
-        try:
-            drain_until(drain, lambda: settled(trap))
-        finally:
-            link.close()
+    drain_settled(broker, trap, cloud)
     assert outbox_states(trap)[f"media:{burst.media_ids[0]}"] == "dead"
     assert query(cloud, "SELECT file_path FROM media") == [(None,)]
     assert Outbox(trap.db).depth() == {}

@@ -97,29 +97,24 @@ def generate(root: Path, events: int = 100_000, seed: int = 7) -> dict[str, Any]
             (event_id, dep, device, "activityDetection", "pir", s, e, FRAMES, "ntp", 1, blank, now)
         )
         details = _details(rng, geofenced)
-        obs_rows.append(
-            (
-                str(uuid.UUID(int=rng.getrandbits(128))),
-                dep,
-                None,
-                event_id,
-                s,
-                e,
-                "event",
-                kind,
-                sci,
-                common,
-                "species" if sci else None,
-                tax,
-                1,
-                "machine",
-                "efficientnet-lite0-imagenet@1.0.0",
-                s,
-                prob,
-                blank,
-                details,
-            )
+
+        # The columns every machine observation of this event shares, after its level.
+        shared = (
+            kind,
+            sci,
+            common,
+            "species" if sci else None,
+            tax,
+            1,
+            "machine",
+            "efficientnet-lite0-imagenet@1.0.0",
+            s,
+            prob,
+            blank,
+            details,
         )
+
+        obs_rows.append((_uuid(rng), dep, None, event_id, s, e, "event", *shared))
         for seq in range(FRAMES):
             media_id = str(uuid.UUID(int=rng.getrandbits(128)))
             media_rows.append(
@@ -140,29 +135,7 @@ def generate(root: Path, events: int = 100_000, seed: int = 7) -> dict[str, Any]
                     f"{dep}/thumbnails/{media_id}.jpg",
                 )
             )
-            obs_rows.append(
-                (
-                    str(uuid.UUID(int=rng.getrandbits(128))),
-                    dep,
-                    media_id,
-                    event_id,
-                    s,
-                    e,
-                    "media",
-                    kind,
-                    sci,
-                    common,
-                    "species" if sci else None,
-                    tax,
-                    1,
-                    "machine",
-                    "efficientnet-lite0-imagenet@1.0.0",
-                    s,
-                    prob,
-                    blank,
-                    details,
-                )
-            )
+            obs_rows.append((_uuid(rng), dep, media_id, event_id, s, e, "media", *shared))
     with db:
         db.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", ev_rows)
         db.executemany(
@@ -251,3 +224,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _uuid(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128)))

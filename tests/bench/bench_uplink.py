@@ -132,7 +132,7 @@ def bench_drain_ratio(n: int) -> None:
     from device.store.outbox import Outbox
     from device.uplink import payloads
     from device.uplink.drain import Drain
-    from device.uplink.mqtt import MqttTransport
+    from tests.support.uplink import device_link
 
     work = Path(tempfile.mkdtemp(prefix="camtrap-bench-uplink-"))
     broker = Broker(work / "broker", free_port())
@@ -150,14 +150,7 @@ def bench_drain_ratio(n: int) -> None:
         thumb = _thumbnail_200k()
         data_dir = _fill_device_db(work / "trap", n, thumb)
         db = Database(data_dir / "camtrap.db")
-        link = MqttTransport(
-            device,
-            host="127.0.0.1",
-            port=broker.port,
-            ca_file=broker.ca_file,
-            cert_file=cert,
-            key_file=key,
-        )
+        link = device_link(broker, device)
         link.connect(timeout=10)
         drain = Drain(db, link, data_dir=data_dir, device_id=device, vision=False)
         box = Outbox(db)
