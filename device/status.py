@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
-from pathlib import Path
 from typing import Any
 
 from device import __version__
 from device.clock import ClockProbe
 from device.config import Settings
 from device.store.db import open_readonly
-from device.store.store import DB_NAME, SPOOL_DIR
+from device.store.store import DB_NAME, SPOOL_DIR, free_bytes
 
 
 def collect(settings: Settings) -> dict[str, Any]:
@@ -23,7 +21,7 @@ def collect(settings: Settings) -> dict[str, Any]:
         "device_id": settings.device.id,
         "data_dir": str(data_dir),
         "clock": {"source": clock.source, "synced": clock.synced},
-        "free_disk_bytes": _free(data_dir),
+        "free_disk_bytes": free_bytes(data_dir),
         "fallback_spool_items": len(list(spool.glob("*.json"))) if spool.is_dir() else 0,
         "events": 0,
         "media": 0,
@@ -67,13 +65,6 @@ def _counts(conn: sqlite3.Connection) -> dict[str, Any]:
         "counters": dict(conn.execute("SELECT name, value FROM counters").fetchall()),
         "schema_version": one("SELECT version FROM schema_version"),
     }
-
-
-def _free(path: Path) -> int | None:
-    try:
-        return shutil.disk_usage(path).free
-    except OSError:
-        return None
 
 
 def render(report: dict[str, Any]) -> str:

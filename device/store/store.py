@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import sqlite3
 import time
@@ -523,8 +522,3 @@ def free_bytes(path: Path) -> int | None:
         return shutil.disk_usage(path).free
     except OSError:
         return None
-
-
-def ensure_data_dir_exists(path: Path) -> None:
-    """Used by tools that legitimately create a fresh data dir (simulate, provisioning)."""
-    os.makedirs(path, exist_ok=True)
