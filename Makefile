@@ -13,13 +13,22 @@ APT_TEST := mosquitto mosquitto-clients chromium
 APT_DEMO := mosquitto
 
 # Install the Debian packages given in $(1) that are missing; apt-get update only if needed.
+# Another apt (unattended-upgrades, a second make) may hold the dpkg lock: apt-get install
+# waits for it (DPkg::Lock::Timeout), and apt-get update, which has no such option for the
+# lists lock, is retried.
+APT_LOCK_WAIT := 600
+APT_GET := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get -o DPkg::Lock::Timeout=$(APT_LOCK_WAIT)
 define apt_ensure
 	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
-	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
+	  tries=0; until $(APT_GET) update -q; do \
+	    tries=$$((tries + 1)); [ $$tries -ge 60 ] && { echo "apt-get update kept failing" >&2; exit 1; }; \
+	    echo "apt-get update failed (another apt running?); retrying in 10 s" >&2; sleep 10; \
+	  done; \
+	  $(APT_GET) install -y -q $$missing; \
 	fi
 endef
 
@@ -80,7 +89,8 @@ DEB_ARCHES ?= amd64 arm64
 DEB_PREV_REF ?= 7c24dd7
 # Where deb-test-arm64 keeps its Debian 12 arm64 chroot between runs.
 DEB_CHROOT_CACHE ?= /var/cache/camtrap-build
-APT_DEB := dpkg-dev debhelper dh-python python3-all python3-pip lintian git
+# python3-tomli-w: gen_conffile.py writes the conffile with it (Build-Depends lists it too).
+APT_DEB := dpkg-dev debhelper dh-python python3-all python3-pip python3-tomli-w lintian git
 APT_DEB_ARM64 := qemu-user-static binfmt-support debootstrap
 
 deb:
