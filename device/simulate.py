@@ -13,8 +13,11 @@ from typing import Any
 
 from device.agent import Agent
 from device.config import Settings
+from device.errors import UserError
+from device.exitcodes import Exit
 from device.hardware.camera_synthetic import SyntheticCamera
-from device.store.db import open_readonly
+from device.store.health import StoreState, inspect, inspect_open
+from device.store.recovery import DAMAGE_REASONS
 from device.store.store import DB_NAME
 
 SCENE_GAP_S = SyntheticCamera.NEW_SCENE_GAP_S
@@ -75,8 +78,35 @@ def simulation_settings(base: Settings, plan: SimulationPlan) -> Settings:
     return Settings.model_validate(data)
 
 
+def prepare_data_dir(data_dir: Path) -> None:
+    """Create the simulation's data dir if needed; UserError (one line, an exit code) when it
+    is a file, cannot be created, or holds a store that cannot be written or read.
+
+    A damaged database is not refused: the agent moves it aside and rebuilds it, as on a trap.
+    """
+    if data_dir.exists() and not data_dir.is_dir():
+        raise UserError(
+            f"--data-dir {data_dir} is a file, not a directory: give a directory"
+            " (it is created if missing)",
+            Exit.NO_DATA_DIR,
+        )
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(
+            f"--data-dir {data_dir}: cannot create it ({exc.strerror or exc})", Exit.CANT_CREATE
+        ) from exc
+    health = inspect(data_dir, need_write=True, busy_timeout_s=2.0)
+    # The agent itself rebuilds a damaged database, or a missing one from the media files.
+    if health.state is StoreState.UNREADABLE and health.reason not in (
+        *DAMAGE_REASONS,
+        "no_database",
+    ):
+        raise UserError(health.message(), health.exit_code)
+
+
 def run_simulation(base: Settings, plan: SimulationPlan) -> SimulationResult:
-    plan.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(plan.data_dir)
     settings = simulation_settings(base, plan)
     agent = Agent(settings)
     agent.start()
@@ -107,7 +137,16 @@ def run_simulation(base: Settings, plan: SimulationPlan) -> SimulationResult:
 
 
 def store_stats(db_path: Path) -> dict[str, Any]:
-    conn = open_readonly(db_path)
+    """The counts of the store at ``db_path``; UserError if it cannot be read truthfully."""
+    health, conn = inspect_open(db_path.parent)
+    if conn is None:
+        if health.state is StoreState.EMPTY:
+            raise UserError(
+                f"{db_path}: the agent left no database (was it able to write to"
+                f" {db_path.parent}?)",
+                Exit.STORE_UNREADABLE,
+            )
+        raise UserError(health.message(), health.exit_code)
     try:
         return _stats(conn)
     finally:

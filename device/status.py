@@ -8,14 +8,21 @@ from typing import Any
 from device import __version__
 from device.clock import ClockProbe
 from device.config import Settings
-from device.store.db import open_readonly
-from device.store.store import DB_NAME, SPOOL_DIR, free_bytes
+from device.exitcodes import Exit
+from device.store.health import StoreHealth, StoreState, inspect_open
+from device.store.store import SPOOL_DIR, free_bytes
 
 
 def collect(settings: Settings) -> dict[str, Any]:
+    """The report; ``report["store"]`` says whether the counts in it can be trusted.
+
+    Counts the store cannot give (no data dir, unreadable database) are None, never 0.
+    """
     data_dir = settings.storage.data_dir
     clock = ClockProbe(settings.clock).probe()
     spool = settings.storage.fallback_dir / SPOOL_DIR
+    health, conn = inspect_open(data_dir)
+    unknown = not health.readable
     report: dict[str, Any] = {
         "version": __version__,
         "device_id": settings.device.id,
@@ -23,29 +30,40 @@ def collect(settings: Settings) -> dict[str, Any]:
         "clock": {"source": clock.source, "synced": clock.synced},
         "free_disk_bytes": free_bytes(data_dir),
         "fallback_spool_items": len(list(spool.glob("*.json"))) if spool.is_dir() else 0,
-        "events": 0,
-        "media": 0,
+        "events": None if unknown else 0,
+        "media": None if unknown else 0,
         "media_by_state": {},
-        "outbox_pending": 0,
+        "outbox_pending": None if unknown else 0,
         "last_capture": None,
-        "unsynchronised_captures": 0,
+        "unsynchronised_captures": None if unknown else 0,
         "counters": {},
-        "database": "missing",
+        "database": _database_word(health),
+        "store": health.as_dict(),
+        "media_files": health.media_files,
+        "exit_code": health.exit_code,
     }
-    db_path = data_dir / DB_NAME
-    if not db_path.exists():
+    if conn is None:
         return report
     try:
-        conn = open_readonly(db_path)
-    except sqlite3.Error as exc:
-        report["database"] = f"unreadable: {exc}"
-        return report
-    try:
-        report["database"] = "ok"
         report.update(_counts(conn))
+    except sqlite3.Error as exc:  # read fine a moment ago: the file changed under us
+        report["database"] = f"unreadable: {exc}"
+        report["store"].update(state=StoreState.UNREADABLE.value, reason="corrupt", detail=str(exc))
+        report["exit_code"] = report["store"]["exit_code"] = int(Exit.STORE_UNREADABLE)
     finally:
         conn.close()
     return report
+
+
+def _database_word(health: StoreHealth) -> str:
+    """The old ``database`` field: ok, missing, or unreadable with the reason."""
+    if health.state is StoreState.NO_DATA_DIR:
+        return "missing"
+    if not health.db_path.exists():
+        return "missing"
+    if health.state is StoreState.UNREADABLE:
+        return f"unreadable ({health.reason}): {health.detail}"
+    return f"ok; {health.detail}" if health.detail else "ok"
 
 
 def _counts(conn: sqlite3.Connection) -> dict[str, Any]:
@@ -70,20 +88,55 @@ def _counts(conn: sqlite3.Connection) -> dict[str, Any]:
 def render(report: dict[str, Any]) -> str:
     last = report["last_capture"]
     clock = report["clock"]
+    store = report.get("store") or {}
     states = ", ".join(f"{k} {v}" for k, v in sorted(report["media_by_state"].items())) or "-"
     free = report["free_disk_bytes"]
+    unknown = "UNKNOWN (store not readable)"
+
+    def count(value: Any) -> Any:
+        return unknown if value is None else value
+
     rows = [
         ("camtrap", report["version"]),
         ("device", report["device_id"]),
-        ("data dir", f"{report['data_dir']} (database {report['database']})"),
-        ("last capture", f"{last['captured_at']} ({last['media_id']})" if last else "none"),
-        ("events", report["events"]),
-        ("media", f"{report['media']} ({states})"),
-        ("outbox pending", report["outbox_pending"]),
+        (
+            "data dir",
+            f"{report['data_dir']} (NOT THERE: is the card mounted?)"
+            if store.get("state") == "no_data_dir"
+            else f"{report['data_dir']} (database {report['database']})",
+        ),
+        ("store", _store_line(store)),
+        (
+            "last capture",
+            f"{last['captured_at']} ({last['media_id']})"
+            if last
+            else (unknown if report["events"] is None else "none"),
+        ),
+        ("events", count(report["events"])),
+        ("media", unknown if report["media"] is None else f"{report['media']} ({states})"),
+        ("media files", report.get("media_files", 0)),
+        ("outbox pending", count(report["outbox_pending"])),
         ("free disk", f"{free / 1e9:.2f} GB" if free is not None else "unknown (data dir gone)"),
         ("clock", f"{clock['source']} ({'synced' if clock['synced'] else 'NOT synced'})"),
-        ("unsynced captures", report["unsynchronised_captures"]),
+        ("unsynced captures", count(report["unsynchronised_captures"])),
         ("fallback spool", report["fallback_spool_items"]),
     ]
+    recovered = store.get("recovery")
+    if recovered:
+        rows.append(
+            (
+                "db recovered",
+                f"{recovered.get('at')}: damaged database kept as {recovered.get('aside')},"
+                f" {recovered.get('rebuilt_media')} captures rebuilt from the files",
+            )
+        )
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+def _store_line(store: dict[str, Any]) -> str:
+    if not store:
+        return "unknown"
+    if store["state"] in ("ok", "empty"):
+        return store["state"] + (f" ({store['detail']})" if store.get("detail") else "")
+    return f"{store['state'].upper()}: {store['message']}"

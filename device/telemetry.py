@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from device import __version__
 from device.clock import ClockProbe
@@ -50,6 +51,14 @@ def disk_usage(path: Path) -> tuple[int | None, int | None]:
     except OSError:
         return None, None
     return st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+
+
+def recovery_message(record: dict[str, Any]) -> str:
+    return (
+        f"database was damaged ({record.get('reason')}); kept as {record.get('aside')} and"
+        f" rebuilt from the media files: {record.get('rebuilt_media')} captures re-registered,"
+        f" {record.get('outbox_pending')} items queued for upload again"
+    )
 
 
 class Heartbeat:
@@ -124,6 +133,10 @@ class Heartbeat:
                 message=message[:2000],
             )
         )
+
+    def report_recovery(self, record: dict[str, Any]) -> None:
+        """The store rebuilt a damaged database (``device.store.recovery``): tell the cloud."""
+        self.report("db_recovered", "error", recovery_message(record))
 
     def tick(self, transport: Transport) -> None:
         """Called by the drain loop on every round while the link is up."""

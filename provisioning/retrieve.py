@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from device.config import ConfigError, load_settings
-from device.store.db import open_readonly
+from device.exitcodes import Exit
+from device.store.health import StoreHealth, StoreState, classify_error, inspect_open
 from device.store.store import DB_NAME
 from provisioning import credentials, deployment
 from provisioning.flow import send_pending
@@ -28,20 +29,32 @@ def camtrap_command() -> list[str]:
 
 
 def unsynced(db_path: Path) -> dict[str, tuple[int, int]]:
-    """kind -> (items, bytes) still waiting in the outbox."""
-    if not db_path.exists():
-        return {}
-    conn = open_readonly(db_path)
+    """kind -> (items, bytes) still waiting in the outbox. ProvisionError if the store cannot
+    be read (a missing database is no proof that nothing is waiting: see ``waiting_on``)."""
+    health, waiting = waiting_on(db_path.parent)
+    if waiting is None:
+        raise ProvisionError(health.message())
+    return waiting
+
+
+def waiting_on(data_dir: Path) -> tuple[StoreHealth, dict[str, tuple[int, int]] | None]:
+    """The store's state and, when it could be read, kind -> (items, bytes) still queued.
+
+    Read-only: works on a card mounted read-only and on a copy without its WAL files."""
+    health, conn = inspect_open(data_dir)
+    if conn is None:
+        return health, None
     try:
         rows = conn.execute(
             "SELECT kind, COUNT(*), COALESCE(SUM(bytes), 0) FROM outbox"
             " WHERE state IN ('pending', 'inflight') GROUP BY kind ORDER BY kind"
         ).fetchall()
     except sqlite3.Error as exc:
-        raise ProvisionError(f"{db_path}: {exc}") from exc
+        reason, detail = classify_error(exc, data_dir / DB_NAME)
+        return StoreHealth(StoreState.UNREADABLE, data_dir, reason=reason, detail=detail), None
     finally:
         conn.close()
-    return {kind: (count, size) for kind, count, size in rows}
+    return health, {kind: (count, size) for kind, count, size in rows}
 
 
 def retrieve(
@@ -95,11 +108,35 @@ def retrieve(
     fx.run(["systemctl", "disable", SERVICE])
 
     fx.say("== Still on this trap, not uploaded")
-    waiting = unsynced(settings.storage.data_dir / DB_NAME)
-    if not waiting:
-        fx.say("  nothing: every item was acknowledged by the cloud")
-    for kind, (count, size) in waiting.items():
+    data_dir = settings.storage.data_dir
+    health, waiting = waiting_on(data_dir)
+    # Exit 0 only with proof: the sync ran, and a database that could be read in full says
+    # nothing is left. Anything else is NOT SYNCED (exit 4), said plainly.
+    proven = result.ok and waiting is not None and not waiting
+    if health.readable and not (data_dir / DB_NAME).exists():
+        fx.say(f"  UNKNOWN: no database in {data_dir}: cannot tell what was uploaded")
+        proven = False
+    elif waiting is None:
+        fx.say(f"  UNKNOWN: {health.message()}")
+    elif health.wal_unread_bytes:
+        fx.say(f"  counts may be low: {health.detail}")
+        proven = False
+    elif not waiting:
+        fx.say(
+            "  nothing: every item was acknowledged by the cloud"
+            if result.ok
+            else "  nothing queued, but the final sync did not run: not proven"
+        )
+    for kind, (count, size) in (waiting or {}).items():
         fx.say(f"  {kind}: {count} item(s), {size / 1e6:.1f} MB")
-    if waiting:
-        fx.say(f"  copy {settings.storage.data_dir} off the card before wiping it")
-    return 0 if result.ok and not waiting else 4
+    if waiting and health.detail:
+        fx.say(f"  (store: {health.detail})")
+    if not proven:
+        fx.say(f"  NOT SYNCED: copy {data_dir} off the card before wiping it")
+        # The report above is for reading; this one line is for the shell and the log.
+        why = health.message() if not health.readable else "not every item was acknowledged"
+        print(
+            f"camtrap-provision: NOT SYNCED ({why}): copy {data_dir} off the card before wiping it",
+            file=sys.stderr,
+        )
+    return 0 if proven else int(Exit.NOT_SYNCED)

@@ -37,7 +37,15 @@ def ota_status(settings: Settings) -> dict[str, Any]:
 
 
 def cmd_status(args: argparse.Namespace, load: Callable[[], Settings]) -> int:
-    status = ota_status(load())
+    from device.errors import UserError
+    from device.store.health import StoreState, inspect
+
+    settings = load()
+    # The OTA state lives on the card: without it, "no state" would be a lie about the trap.
+    health = inspect(settings.storage.data_dir)
+    if health.state is StoreState.NO_DATA_DIR:
+        raise UserError(health.message(), health.exit_code)
+    status = ota_status(settings)
     if args.json:
         print(json.dumps(status, indent=2))
     else:

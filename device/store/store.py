@@ -16,18 +16,19 @@ import logging
 import shutil
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from device import __version__
 from device.capture.types import CapturedFrame, EventClosed
 from device.config import Settings
-from device.store import files
+from device.store import files, recovery
 from device.store.db import Database
 from device.store.exif import CaptureTags, build_exif, read_record, with_exif
+from device.store.health import RECOVERY_KEY
 from device.store.outbox import PRIORITY, Outbox
 
 log = logging.getLogger("camtrap.store")
@@ -67,6 +68,9 @@ class MediaStore:
         self._next_probe = 0.0
         self._opened = False
         self.last_error: str | None = None
+        # The last database recovery of this process (see ``recovery``), and who to tell.
+        self.recovery: dict[str, Any] | None = None
+        self.recovery_listeners: list[Callable[[dict[str, Any]], None]] = []
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -87,14 +91,82 @@ class MediaStore:
         probe = self.data_dir / ".write-probe"
         probe.write_bytes(b"")
         probe.unlink()
-        self.db = Database(self.data_dir / DB_NAME)
-        # At start-up nothing is capturing yet, so any open event was cut off by a crash.
-        reconcile(self.db, self.data_dir, self.settings, close_open_events=not self._opened)
+        db_path = self.data_dir / DB_NAME
+        # A damaged database is moved aside and rebuilt from the JPEGs, never a reason to
+        # spool to RAM (see ``recovery``).
+        problem = recovery.damage(db_path)
+        aside = self._move_aside(db_path, problem) if problem else None
+        try:
+            found = self._open_and_reconcile(db_path)
+        except sqlite3.DatabaseError as exc:
+            if aside is not None or not recovery.is_damage(exc, db_path):
+                raise
+            problem = f"{type(exc).__name__}: {exc}"
+            aside = self._move_aside(db_path, problem)
+            found = self._open_and_reconcile(db_path)
+        if aside is not None and problem is not None:
+            self._record_recovery(aside, problem, found)
         self._opened = True
         self._import_spool()
         if self.last_error:
             log.warning("data dir %s is writable again; back to normal storage", self.data_dir)
         self.last_error = None
+
+    def _open_and_reconcile(self, db_path: Path) -> dict[str, int]:
+        if self.db is not None:
+            self.db.close()
+        self.db = None
+        db = Database(db_path)
+        try:
+            # At start-up nothing is capturing yet, so any open event was cut off by a crash.
+            found = reconcile(db, self.data_dir, self.settings, close_open_events=not self._opened)
+        except BaseException:
+            db.close()
+            raise
+        self.db = db
+        return found
+
+    def _move_aside(self, db_path: Path, problem: str) -> Path:
+        log.error("database %s is damaged (%s); moving it aside and rebuilding", db_path, problem)
+        try:
+            return recovery.move_aside(db_path)
+        except OSError as exc:
+            raise OSError(
+                f"database {db_path} is damaged ({problem}) and cannot be moved aside: {exc}"
+            ) from exc
+
+    def _record_recovery(self, aside: Path, problem: str, found: dict[str, int]) -> None:
+        assert self.db is not None
+        with self.db.write() as conn:
+            one = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
+            record = {
+                "at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "aside": aside.name,
+                "reason": problem[:500],
+                "rebuilt_media": found.get("recovered_files", 0),
+                "rebuilt_events": one("SELECT COUNT(*) FROM events"),
+                "outbox_pending": one(
+                    "SELECT COUNT(*) FROM outbox WHERE state IN ('pending', 'inflight')"
+                ),
+            }
+            bump_counter(conn, RECOVERY_KEY)
+            conn.execute(
+                "INSERT INTO kv (key, value) VALUES (?, ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (RECOVERY_KEY, json.dumps(record, sort_keys=True)),
+            )
+        self.recovery = record
+        log.error(
+            "database rebuilt from the media files: %d captures re-registered and queued for"
+            " upload; the damaged file is kept as %s",
+            record["rebuilt_media"],
+            aside,
+        )
+        for listener in list(self.recovery_listeners):
+            try:
+                listener(record)
+            except Exception:
+                log.exception("recovery listener failed")
 
     def _enter_fallback(self, reason: str) -> None:
         if self.db is not None:
