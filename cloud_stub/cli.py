@@ -10,7 +10,9 @@ import sys
 import threading
 from pathlib import Path
 
-from device.plugins import register_optional
+from device.errors import UserError, guarded
+from device.oserrors import user_error_from_os
+from device.plugins import OneLineParser, add_debug_flag, register_optional, without_debug_flag
 
 log = logging.getLogger("camtrap-cloud")
 
@@ -28,6 +30,12 @@ COMMAND_MODULES = (
 
 
 def _ingest(args: argparse.Namespace) -> int:
+    from cloud_stub.ingest.store import guard_store
+
+    return guard_store("camtrap-cloud ingest", lambda: _run_ingest(args), args.root)
+
+
+def _run_ingest(args: argparse.Namespace) -> int:
     from cloud_stub.ingest.core import Ingestor
 
     if not args.mqtt_host and not args.pubsub_subscription:
@@ -92,15 +100,27 @@ def _ca(args: argparse.Namespace) -> int:
             ca = pki.load_ca(args.dir)
             cert, key = pki.issue_client_cert(ca, args.out_dir, args.client_id)
             print(f"{cert} {key}")
-    except (pki.PkiError, OSError) as exc:
+    except OSError as exc:
+        error = user_error_from_os(exc)
+        if error is None:
+            print(f"camtrap-cloud ca: {exc}", file=sys.stderr)
+            return 1
+        raise UserError(f"ca: {error.message}", error.code) from exc
+    except pki.PkiError as exc:
         print(f"camtrap-cloud ca: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="camtrap-cloud", description=__doc__)
-    parser.add_argument("--log-level", default="INFO")
+    parser = OneLineParser(prog="camtrap-cloud", description=__doc__)
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+    )
+    add_debug_flag(parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
     ingest = sub.add_parser("ingest", help="store what traps upload and acknowledge it")
@@ -137,13 +157,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """The console script: every error is one line on stderr and an exit code (docs/agent.md,
+    "Exit codes"); ``--debug`` or ``CAMTRAP_DEBUG=1`` adds the traceback."""
+    return guarded("camtrap-cloud", _main, argv)
+
+
+def _main(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(without_debug_flag(argv))
     if getattr(args, "host", None) is None and getattr(args, "ca_command", None) == "init":
         args.host = ["localhost", "127.0.0.1"]
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    return args.func(args)
+    try:
+        return args.func(args)
+    except OSError as exc:
+        # A file or directory given on the command line that cannot be read or written.
+        error = user_error_from_os(exc)
+        if error is None:
+            raise
+        raise error from exc
 
 
 if __name__ == "__main__":

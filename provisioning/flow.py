@@ -151,11 +151,17 @@ class Provisioner:
         except ValueError as exc:
             raise ProvisionError(str(exc)) from exc
         out.deployment_id = plan.current["deploymentID"]
+        would = "would " if fx.dry_run else ""
         if plan.ended:
-            fx.say(f"  the trap moved: deployment {plan.ended['deploymentID']} ends now")
+            ends = "would end" if fx.dry_run else "ends"
+            fx.say(f"  the trap moved: deployment {plan.ended['deploymentID']} {ends} now")
         fx.say(
             f"  deployment {out.deployment_id} "
-            + ("starts now" if plan.started else "continues (same place)")
+            + (
+                f"{would}start{'' if would else 's'} now"
+                if plan.started
+                else "continues (same place)"
+            )
         )
 
         self._step("credentials", "Credentials")
@@ -163,7 +169,7 @@ class Provisioner:
 
         self._step("wifi", "Wi-Fi")
         added = wifi.configure(fx, networks)
-        fx.say(f"  {', '.join(added)}" if added else "  no networks given; none changed")
+        fx.say(f"  {'; '.join(added)}" if added else "  no networks given; none changed")
 
         data, secrets = configfile.build(
             paths, existing, answers, device_id, out.deployment_id, creds, broker
@@ -185,6 +191,7 @@ class Provisioner:
         self._record_deployment(history, plan, answers, creds)
 
         self._step("service", "Service")
+        ran = True
         for argv in (["systemctl", "enable", SERVICE], ["systemctl", "restart", SERVICE]):
             result = fx.run(argv)
             if not result.ok:
@@ -192,7 +199,11 @@ class Provisioner:
                     f"{' '.join(argv)} failed: {result.stderr.strip()} (the config is written; "
                     f"see journalctl -u {SERVICE})"
                 )
-        fx.say(f"  {SERVICE} enabled and (re)started")
+            ran = ran and result.ran
+        if ran:
+            fx.say(f"  {SERVICE} enabled and (re)started")
+        else:
+            fx.say(f"  would enable and (re)start {SERVICE} (not done: {self._not_done()})")
 
         self._step("label", "Label")
         fx.write(paths.label, label.png(device_id, out.deployment_id))
@@ -215,7 +226,10 @@ class Provisioner:
             ("config", str(paths.config)),
             ("label", str(paths.label)),
         ]
-        fx.say("\n== Summary")
+        if fx.dry_run:
+            fx.say("\n== Summary (dry run: nothing was changed; this is what a real run would do)")
+        else:
+            fx.say("\n== Summary")
         width = max(len(k) for k, _ in out.summary)
         for key, value in out.summary:
             fx.say(f"  {key.ljust(width)}  {value}")
@@ -266,7 +280,8 @@ class Provisioner:
             creds = credentials.import_dir(
                 self.paths, self.fx, device_id, answers["registration.import_dir"]
             )
-            self.fx.say(f"  imported {creds.cert} from {answers['registration.import_dir']}")
+            done = "would import" if self.fx.dry_run else "imported"
+            self.fx.say(f"  {done} {creds.cert} from {answers['registration.import_dir']}")
             return creds, broker
         creds = credentials.enrol(
             self.paths,
@@ -276,7 +291,13 @@ class Provisioner:
             answers.get("registration.ca_file"),
             answers["registration.token"],
         )
-        self.fx.say(f"  enrolled: {creds.cert} signed by the fleet CA")
+        if self.fx.dry_run:
+            self.fx.say(
+                f"  would enrol with the registry at {answers['registration.url']}: the fleet CA"
+                f" would sign a certificate for {device_id} ({creds.cert})"
+            )
+        else:
+            self.fx.say(f"  enrolled: {creds.cert} signed by the fleet CA")
         return creds, (creds.broker_host or broker[0], creds.broker_port or broker[1])
 
     def _clock(self, settings: Settings) -> None:
@@ -309,8 +330,20 @@ class Provisioner:
             when = clock_mod.parse_time(typed, zone)
         except ValueError as exc:
             raise ProvisionError(f"--time: {exc}") from exc
-        for line in clock_mod.set_manually(self.fx, settings.clock, when, how):
+        lines = clock_mod.set_manually(self.fx, settings.clock, when, how)
+        if not self.fx.commands_run:
+            # The date/hwclock commands were only printed: the clock is as it was.
+            stamp = when.astimezone(clock_mod.dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+            self.fx.say(
+                f"  would set the clock to {stamp} UTC and mark its source 'manual'"
+                f" (not done: {self._not_done()})"
+            )
+            return
+        for line in lines:
             self.fx.say(f"  {line}; clock source is now 'manual'")
+
+    def _not_done(self) -> str:
+        return "dry run" if self.fx.dry_run else "--print-commands"
 
     def _selftest(self, settings: Settings) -> None:
         fx = self.fx
@@ -354,6 +387,9 @@ class Provisioner:
         if url:
             history.registry = {"url": url, "ca_file": str(ca_file) if ca_file else None}
         if fx.dry_run:
+            pending = [d for d in history.deployments if not d.get("registrySent")]
+            if pending and url:
+                fx.say(f"  would send {len(pending)} deployment record(s) to the registry at {url}")
             deployment.save_history(self.paths, fx, history)
             return
         send_pending(history, creds, fx)

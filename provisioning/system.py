@@ -27,6 +27,9 @@ class Result:
     returncode: int
     stdout: str = ""
     stderr: str = ""
+    # False when the command was only printed (--dry-run, --print-commands): callers then say
+    # what "would" happen, never that it did.
+    ran: bool = True
 
     @property
     def ok(self) -> bool:
@@ -98,6 +101,11 @@ class Effects:
         self.service_user = service_user
         self.hook = hook or (lambda _name: None)
 
+    @property
+    def commands_run(self) -> bool:
+        """Whether commands that change the system really run (not --dry-run/--print-commands)."""
+        return not (self.dry_run or self.print_commands)
+
     def say(self, text: str = "") -> None:
         print(text, file=self.out, flush=True)
 
@@ -112,13 +120,13 @@ class Effects:
         """Run a command; ``reads`` marks one that only looks, and so runs in a dry run too."""
         if self.dry_run and not reads:
             self.say(f"  would run: {shown(argv, secrets)}")
-            return Result(0)
+            return Result(0, ran=False)
         if self.print_commands:
             # A relocated install (the demo): the host's systemd and NetworkManager are not ours.
             if reads:
                 return Result(3)  # "no": nothing is active, no profile exists
             self.say(f"  not run (--print-commands): {shown(argv, secrets)}")
-            return Result(0)
+            return Result(0, ran=False)
         return self.runner.run(argv, timeout)
 
     def mkdir(self, path: Path, mode: int = 0o755) -> None:

@@ -86,11 +86,17 @@ def configure(effects: Effects, networks: list[Network]) -> list[str]:
     have = existing_profiles(effects)
     lines = []
     for network in networks:
+        ran = True
         for argv in commands(network, network.profile in have):
             result = effects.run(argv, secrets=[network.psk] if network.psk else [])
             if not result.ok:
                 raise ProvisionError(
                     f"nmcli refused network {network.ssid!r}: {result.stderr.strip()}"
                 )
-        lines.append(f"{network.ssid} ({'updated' if network.profile in have else 'added'})")
+            ran = ran and result.ran
+        exists = network.profile in have
+        if ran:
+            lines.append(f"{network.ssid} ({'updated' if exists else 'added'})")
+        else:
+            lines.append(f"would {'update' if exists else 'add'} Wi-Fi network {network.ssid}")
     return lines

@@ -41,6 +41,12 @@ def contributor(text: str) -> dict[str, str]:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from cloud_stub.ingest.store import guard_store
+
+    return guard_store("camtrap-cloud export", lambda: _run_export(args), args.root)
+
+
+def _run_export(args: argparse.Namespace) -> int:
     from cloud_stub.export.camtrap_dp import run_export
 
     if (args.data_license is None) != (args.media_license is None):

@@ -44,12 +44,14 @@ class Extract:
 
 
 def open_readonly(ingest_root: Path) -> sqlite3.Connection:
-    db_path = Path(ingest_root) / "ingest.sqlite"
+    """The store, read-only (``cloud_stub.ingest.store.open_store_db``); a missing store is an
+    ``ExportError``, a damaged or unreadable one a ``StoreError`` naming the file."""
+    from cloud_stub.ingest.store import open_store_db, store_path
+
+    db_path = store_path(ingest_root)
     if not db_path.is_file():
         raise ExportError(f"no ingest store at {db_path} (run camtrap-cloud ingest first)")
-    db = sqlite3.connect(f"{db_path.absolute().as_uri()}?mode=ro", uri=True)
-    db.row_factory = sqlite3.Row
-    return db
+    return open_store_db(ingest_root)
 
 
 def _aware(text: str) -> datetime:

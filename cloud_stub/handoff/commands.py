@@ -17,6 +17,12 @@ from cloud_stub.handoff.records import HandoffError
 
 
 def _handoff(args: argparse.Namespace) -> int:
+    from cloud_stub.ingest.store import guard_store
+
+    return guard_store("camtrap-cloud handoff", lambda: _run_handoff(args), args.ingest_root)
+
+
+def _run_handoff(args: argparse.Namespace) -> int:
     from cloud_stub.handoff.handoff import HandoffConfig, run_handoff
 
     # Beam logs every stage at INFO and warns about optional cloud clients; keep the output

@@ -10,13 +10,142 @@ from __future__ import annotations
 
 import json
 import mimetypes
+import os
 import sqlite3
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from cloud_stub.ingest.durable import SyncBatch
+from device.errors import UserError
+from device.exitcodes import Exit
 from device.protocol import CaptureMeta, DeviceEvent, Status, Telemetry
+
+DB_NAME = "ingest.sqlite"
+
+
+class StoreError(UserError):
+    """``ingest.sqlite`` is missing, unreadable, damaged, locked or read-only: one line."""
+
+
+def store_path(root: Path) -> Path:
+    return Path(root) / DB_NAME
+
+
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def store_error(path: Path, exc: BaseException) -> StoreError:
+    """The one line for an SQLite or OS error on the store, with the matching exit code."""
+    text = str(exc)
+    low = text.lower()
+    if isinstance(exc, PermissionError) or "permission" in low or "access" in low:
+        return StoreError(f"cannot read {path}: permission denied", Exit.STORE_UNREADABLE)
+    if "not a database" in low:
+        return StoreError(f"{path} is not an SQLite database ({text})", Exit.STORE_UNREADABLE)
+    if "malformed" in low or "corrupt" in low or "disk i/o" in low:
+        return StoreError(f"{path} is damaged ({text})", Exit.STORE_UNREADABLE)
+    if "readonly" in low or "read-only" in low:
+        return StoreError(
+            f"{path} is read-only ({text}); this command must write to it", Exit.STORE_READ_ONLY
+        )
+    if "locked" in low or "busy" in low:
+        return StoreError(f"{path} is locked by another writer ({text})", Exit.STORE_LOCKED)
+    return StoreError(f"cannot open {path}: {text}", Exit.STORE_UNREADABLE)
+
+
+def open_store_db(
+    root: Path, *, write: bool = False, check: bool = True, timeout: float = 10.0
+) -> sqlite3.Connection:
+    """The one way every cloud tool opens ``<root>/ingest.sqlite``.
+
+    Read-only (``write=False``, export, report, handoff, serve's reading side) opens with
+    ``mode=ro``, and adds ``immutable=1`` when the directory or file cannot be written (a
+    read-only mount: WAL readers would need to create ``-shm`` there). ``write=True`` (ingest)
+    refuses a read-only store up front. ``check`` runs ``PRAGMA quick_check`` so a truncated
+    or damaged file is named now, not as a traceback halfway through. Raises ``StoreError``.
+    """
+    path = store_path(root)
+    if not path.is_file():
+        if write:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot create {path}: {exc.strerror or exc}", Exit.CANT_CREATE
+                ) from exc
+        else:
+            raise StoreError(
+                f"no ingest store at {path} (run camtrap-cloud ingest first)", Exit.NO_INPUT
+            )
+    else:
+        try:
+            with path.open("rb") as handle:
+                handle.read(1)
+        except OSError as exc:
+            raise store_error(path, exc) from exc
+    frozen = _read_only_fs(path.parent) or not os.access(path.parent, os.W_OK)
+    if path.exists():
+        frozen = frozen or not os.access(path, os.W_OK)
+    if write and frozen:
+        where = "a read-only file system" if _read_only_fs(path.parent) else "not writable"
+        raise StoreError(
+            f"{path} is read-only ({where}); ingest must write to it", Exit.STORE_READ_ONLY
+        )
+    try:
+        if write:
+            db = sqlite3.connect(
+                path, timeout=timeout, isolation_level=None, check_same_thread=False
+            )
+        else:
+            uri = f"{path.absolute().as_uri()}?mode=ro" + ("&immutable=1" if frozen else "")
+            db = sqlite3.connect(
+                uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False
+            )
+        db.row_factory = sqlite3.Row
+        if check:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            if path.stat().st_size:
+                result = db.execute("PRAGMA quick_check(1)").fetchone()[0]
+                if result != "ok":
+                    db.close()
+                    raise StoreError(f"{path} is damaged ({result})", Exit.STORE_UNREADABLE)
+    except sqlite3.Error as exc:
+        raise store_error(path, exc) from exc
+    return db
+
+
+def guard_store(prog: str, run: Callable[[], int], root: Path | None = None) -> int:
+    """Run a command; a store problem becomes one line on stderr and its exit code.
+
+    Any SQLite error escaping ``run`` (a page that broke after the open) is said the same way.
+    """
+    from device.errors import one_line
+
+    try:
+        return run()
+    except StoreError as exc:
+        print(f"{prog}: {one_line(exc.message)}", file=sys.stderr)
+        return exc.code
+    except sqlite3.DatabaseError as exc:
+        where = store_path(root) if root is not None else Path(DB_NAME)
+        err = store_error(where, exc)
+        print(f"{prog}: {one_line(err.message)}", file=sys.stderr)
+        return err.code
+
+
+def is_read_only(root: Path) -> bool:
+    """True when the store cannot be written here (read-only mount, file or dir not writable)."""
+    path = store_path(root)
+    if _read_only_fs(path.parent) or not os.access(path.parent, os.W_OK):
+        return True
+    return path.exists() and not os.access(path, os.W_OK)
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (
@@ -179,17 +308,26 @@ class IngestStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.media_root = root / "media"
-        self.media_root.mkdir(parents=True, exist_ok=True)
-        self.sync = SyncBatch(root)
-        self.db_path = root / "ingest.sqlite"
+        self.db_path = store_path(root)
         # The worker thread owns the connection; it is created here and only used there.
-        self.db = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.executescript(SCHEMA)
-        migrate_deployment_columns(self.db)
+        self.db = open_store_db(root, write=True)
+        try:
+            self.media_root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self.db.close()
+            raise StoreError(
+                f"cannot create {self.media_root}: {exc.strerror or exc}", Exit.CANT_CREATE
+            ) from exc
+        self.sync = SyncBatch(root)
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.executescript(SCHEMA)
+            migrate_deployment_columns(self.db)
+        except sqlite3.Error as exc:
+            self.db.close()
+            raise store_error(self.db_path, exc) from exc
 
     def close(self) -> None:
         self.db.close()

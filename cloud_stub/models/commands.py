@@ -117,10 +117,19 @@ def _print_status(rows: list[dict[str, Any]], as_json: bool) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from cloud_stub.ingest.store import guard_store
     from cloud_stub.models.rollout import status
+    from device.errors import UserError
+    from device.exitcodes import Exit
 
-    _print_status(status(args.root, args.rollout), args.json)
-    return 0
+    if not args.root.is_dir():
+        raise UserError(f"{args.root}: no such directory (the stub's data dir)", Exit.NO_INPUT)
+
+    def show() -> int:
+        _print_status(status(args.root, args.rollout), args.json)
+        return 0
+
+    return guard_store("camtrap-cloud model status", show, args.root)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -152,7 +161,14 @@ def _group(args: argparse.Namespace) -> int:
 
 def _resign_default(args: argparse.Namespace) -> int:
     from cloud_stub.models.signing import resign_default_pack
+    from device.errors import UserError
+    from device.exitcodes import Exit
+    from device.ota.state import parse_version
 
+    try:
+        parse_version(args.version)
+    except ValueError as exc:
+        raise UserError(str(exc), Exit.USAGE) from exc
     pack, pub = resign_default_pack(args.version, args.out_dir)
     print(f"pack {pack}\npublic key {pub}")
     return 0

@@ -156,10 +156,12 @@ def _save_rollout(root: Path, rollout: dict[str, Any]) -> None:
 
 def read_reports(root: Path, device_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """``model.*`` device events stored by ingest, oldest first, with their JSON decoded."""
-    db_path = root / "ingest.sqlite"
-    if not db_path.exists():
-        return []
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    from cloud_stub.ingest.store import open_store_db, store_path
+
+    if not store_path(root).exists():
+        return []  # nothing ingested yet: no device has reported
+    # A damaged store is said as one line (StoreError), never read as "no reports".
+    db = open_store_db(root)
     try:
         rows = db.execute(
             "SELECT device_id, at, severity, code, message FROM device_events "

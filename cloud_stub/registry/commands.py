@@ -12,6 +12,9 @@ from pathlib import Path
 
 from cloud_stub import pki
 
+# Tokens are minted for a field season's traps, not by the million.
+MAX_TOKENS = 10_000
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     registry = sub.add_parser("registry", help="device registration API and its records")
@@ -85,8 +88,11 @@ def _serve(args: argparse.Namespace) -> int:
 def _token_new(args: argparse.Namespace) -> int:
     from cloud_stub.registry.store import RegistryStore
 
-    if args.count < 1:
-        print("camtrap-cloud registry token new: --count must be 1 or more", file=sys.stderr)
+    if not 1 <= args.count <= MAX_TOKENS:
+        print(
+            f"camtrap-cloud registry token new: --count must be 1 to {MAX_TOKENS}",
+            file=sys.stderr,
+        )
         return 2
     for token in RegistryStore(args.root).new_tokens(args.count):
         print(token)
@@ -94,8 +100,13 @@ def _token_new(args: argparse.Namespace) -> int:
 
 
 def _deployments(args: argparse.Namespace) -> int:
-    from cloud_stub.registry.store import DEPLOYMENT_FIELDS, EXTRA_FIELDS, RegistryStore
+    from cloud_stub.registry.store import DB_NAME, DEPLOYMENT_FIELDS, EXTRA_FIELDS, RegistryStore
+    from device.errors import UserError
+    from device.exitcodes import Exit
 
+    # Listing must not create an empty registry where the operator mistyped the path.
+    if not (args.root / DB_NAME).is_file():
+        raise UserError(f"no registry at {args.root / DB_NAME}", Exit.NO_INPUT)
     rows = RegistryStore(args.root).deployments()
     if args.format == "json":
         print(json.dumps(rows, indent=2))
@@ -109,6 +120,19 @@ def _deployments(args: argparse.Namespace) -> int:
 
 
 def _push_deployments(args: argparse.Namespace) -> int:
+    from cloud_stub.ingest.store import guard_store
+    from cloud_stub.registry.store import DB_NAME
+    from device.errors import UserError
+    from device.exitcodes import Exit
+
+    if not (args.root / DB_NAME).is_file():
+        raise UserError(f"no registry at {args.root / DB_NAME}", Exit.NO_INPUT)
+    return guard_store(
+        "camtrap-cloud registry push-deployments", lambda: _push(args), args.ingest_root
+    )
+
+
+def _push(args: argparse.Namespace) -> int:
     from cloud_stub.registry.store import copy_deployments_to_ingest
 
     count = copy_deployments_to_ingest(args.root, args.ingest_root)

@@ -8,6 +8,12 @@ from pathlib import Path
 
 
 def _report(args: argparse.Namespace) -> int:
+    from cloud_stub.ingest.store import guard_store
+
+    return guard_store("camtrap-cloud report", lambda: _run(args), args.root)
+
+
+def _run(args: argparse.Namespace) -> int:
     from cloud_stub.export.package import ExportError
     from cloud_stub.report.report import write_report
 

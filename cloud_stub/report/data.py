@@ -19,6 +19,7 @@ class HealthPoint:
     queue_depth: int | None
     cpu_temp_c: float | None
     last_sync_age_min: float | None  # minutes since the device's last sync, at that heartbeat
+    model_version: str | None = None  # the pack serving when the heartbeat left the trap
 
 
 @dataclass
@@ -96,6 +97,7 @@ def load(ingest_root: Path) -> ReportData:
                 last_sync_age_min=(at - datetime.fromisoformat(sync)).total_seconds() / 60
                 if sync
                 else None,
+                model_version=field_("model_version", "modelVersion"),
             )
         )
     return data

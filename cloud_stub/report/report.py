@@ -40,6 +40,8 @@ def summary(data: ReportData) -> str:
             parts.append(f"free disk {p.free_disk_gb:.1f} GB")
         if p.queue_depth is not None:
             parts.append(f"queue {p.queue_depth}")
+        if p.model_version:
+            parts.append(f"model {p.model_version}")
         if p.cpu_temp_c is not None:
             parts.append(f"CPU {p.cpu_temp_c:.1f} °C")
         if p.last_sync_age_min is not None:

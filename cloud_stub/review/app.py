@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import sqlite3
 from dataclasses import dataclass
 from datetime import timedelta
@@ -48,13 +49,24 @@ class ReviewConfig:
 
 
 def create_app(config: ReviewConfig) -> Flask:
+    from cloud_stub.ingest.store import is_read_only, open_store_db, store_path
+
     root = Path(config.root)
-    db_path = root / "ingest.sqlite"
+    db_path = store_path(root)
     if not db_path.exists():
         raise ReviewSetupError(f"no ingest database at {db_path}: run ingest (or the demo) first")
+    read_only = is_read_only(root)
+    # Opened (and checked) once here: a damaged or unreadable store fails now, in one line.
+    open_store_db(root, check=True).close()
+    secret_file = root / "review-secret.key"
+    if read_only and not secret_file.exists():
+        log.warning("%s is read-only: sessions last until the server stops", db_path)
+        secret = secrets.token_bytes(32)
+    else:
+        secret = security.secret_key(root)
     app = Flask(__name__)
     app.config.update(
-        SECRET_KEY=security.secret_key(root),
+        SECRET_KEY=secret,
         SESSION_COOKIE_NAME="camtrap_review",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
@@ -65,13 +77,27 @@ def create_app(config: ReviewConfig) -> Flask:
     if config.behind_proxy:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_port=1)
     app.extensions["review_config"] = config
-    app.extensions["review_users"] = UserStore(users_path(root))
+    users = users_path(root)
+    if read_only and not users.exists():
+        # Nowhere to keep accounts next to a read-only store: keep them for this run only.
+        import tempfile
+
+        users = Path(tempfile.mkdtemp(prefix="camtrap-review-")) / users.name
+        log.warning("%s is read-only: review accounts live in %s for this run", db_path, users)
+    app.extensions["review_users"] = UserStore(users)
     app.extensions["review_taxa"] = TaxonList.from_pack(config.pack)
     app.extensions["review_throttle"] = security.Throttle()
     app.extensions["review_db_path"] = db_path
+    app.extensions["review_read_only"] = read_only
     app.extensions["review_media_root"] = (root / "media").resolve()
-    with _connect(db_path) as db:
-        captures.ensure_indexes(db)
+    if not read_only:
+        try:
+            with _connect(db_path) as db:
+                captures.ensure_indexes(db)
+        except sqlite3.Error as exc:
+            from cloud_stub.ingest.store import store_error
+
+            raise store_error(db_path, exc) from exc
 
     app.before_request(security.check_request)
     app.after_request(security.add_headers)
@@ -82,7 +108,12 @@ def create_app(config: ReviewConfig) -> Flask:
     return app
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, read_only: bool = False) -> sqlite3.Connection:
+    if read_only:
+        from cloud_stub.ingest.store import open_store_db
+
+        # A read-only copy (mode=ro, immutable on a read-only mount): pages work, reviews not.
+        return open_store_db(path.parent, check=False)
     db = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
     db.row_factory = sqlite3.Row
     # Ingest commits with synchronous=FULL for the same reason: a review is someone's work.
@@ -95,7 +126,10 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 def db() -> sqlite3.Connection:
     if "db" not in g:
-        g.db = _connect(current_app.extensions["review_db_path"])
+        g.db = _connect(
+            current_app.extensions["review_db_path"],
+            current_app.extensions.get("review_read_only", False),
+        )
     return g.db
 
 

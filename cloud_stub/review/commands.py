@@ -25,6 +25,12 @@ def _loopback(host: str) -> bool:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from cloud_stub.ingest.store import guard_store
+
+    return guard_store("camtrap-cloud serve", lambda: _run_serve(args), args.root)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
     from werkzeug.serving import make_server
 
     from cloud_stub.review.app import ReviewConfig, ReviewSetupError, create_app
@@ -112,9 +118,25 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def _users(args: argparse.Namespace) -> int:
-    from cloud_stub.review.users import UserError, UserStore, users_path
+    import sqlite3
 
-    store = UserStore(users_path(args.root))
+    from cloud_stub.review.users import UserError, UserStore, users_path
+    from device.errors import UserError as CommandError
+    from device.exitcodes import Exit
+
+    path = users_path(args.root)
+    if not args.root.is_dir():
+        raise CommandError(f"--root {args.root}: no such directory", Exit.NO_INPUT)
+    # Only `add` may create the accounts file; the others would make an empty one and say
+    # "no such user" about a mistyped root.
+    if args.users_command != "add" and not path.is_file():
+        raise CommandError(f"no review accounts at {path} (add one first)", Exit.NO_INPUT)
+    try:
+        store = UserStore(path)
+    except sqlite3.Error as exc:
+        raise CommandError(
+            f"{path}: cannot open the accounts ({exc})", Exit.STORE_UNREADABLE
+        ) from exc
     try:
         if args.users_command == "add":
             store.add(args.username, _read_password(args), args.role)
@@ -134,6 +156,8 @@ def _users(args: argparse.Namespace) -> int:
     except (UserError, ValueError) as exc:
         print(f"camtrap-cloud users: {exc}", file=sys.stderr)
         return 1
+    except sqlite3.Error as exc:
+        raise CommandError(f"{path}: {exc}", Exit.STORE_UNREADABLE) from exc
     return 0
 
 

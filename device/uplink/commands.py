@@ -7,32 +7,45 @@ data dir (the agent makes every queued item due now and deletes the file) and th
 the outbox read-only until it is empty or the timeout passes.
 
 Exit status: 0 when nothing is left to send, 1 when items are left (listed), 2 on a config
-problem or when uploads are switched off.
+problem or when uploads are switched off; 10 no data dir (card not mounted), 11 store
+unreadable, 12 store locked, 13 read-only media (see ``device.store.health``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TextIO
 
 from device.config import Settings
+from device.errors import UserError
+from device.plugins import seconds
 from device.runlock import SYNC_REQUEST, RunLock
 from device.store.db import Database, open_readonly
+from device.store.health import StoreHealth, StoreState, classify_error, inspect
 from device.store.outbox import Outbox
 from device.store.store import DB_NAME
 from device.uplink.drain import WAITING_CLASSIFICATION
 
 EXIT_LEFT = 1
+# A day: a sync left running longer than that is forgotten, not patient.
+MAX_SYNC_TIMEOUT_S = 86_400.0
 EXIT_CONFIG = 2
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sync = sub.add_parser("sync", help="upload everything queued now, with progress")
-    sync.add_argument("--timeout", type=float, default=600.0, help="give up after (seconds)")
+    sync.add_argument(
+        "--timeout",
+        type=seconds(0.1, MAX_SYNC_TIMEOUT_S),
+        default=600.0,
+        help="give up after (seconds)",
+    )
     sync.add_argument(
         "--all", action="store_true", help="ignore the metered-link policy and the byte budget"
     )
@@ -49,7 +62,7 @@ def cmd_sync(args: argparse.Namespace, load: Callable[[], Settings]) -> int:
         print("camtrap sync: uplink.transport is 'none'; nothing can be sent", file=sys.stderr)
         return EXIT_CONFIG
     data_dir = settings.storage.data_dir
-    if not (data_dir / DB_NAME).exists():
+    if not _store_to_sync(data_dir):
         print(f"camtrap sync: no database in {data_dir}; nothing was captured", file=sys.stderr)
         return 0
     bar = ProgressBar(sys.stdout, plain=args.plain or not sys.stdout.isatty())
@@ -62,13 +75,45 @@ def cmd_sync(args: argparse.Namespace, load: Callable[[], Settings]) -> int:
         lock.release()
 
 
+def _store_to_sync(data_dir: Path) -> bool:
+    """True when there is a store to sync; False when nothing was ever captured (a data dir
+    without a database and without media files). UserError for every other state: no data
+    dir (card not mounted), read-only media (sync must mark items done), unreadable store."""
+    health = inspect(data_dir, need_write=True)
+    if health.state is StoreState.EMPTY and not health.db_path.exists():
+        return False
+    if not health.readable:
+        raise UserError(health.message(), health.exit_code)
+    return True
+
+
+def _open_store(path: Path) -> Database:
+    """The database for writing, or UserError naming the path and what to do."""
+    try:
+        return Database(path)
+    except sqlite3.Error as exc:
+        reason, detail = classify_error(exc, path)
+        health = StoreHealth(StoreState.UNREADABLE, path.parent, reason=reason, detail=detail)
+        raise UserError(health.message(), health.exit_code) from exc
+
+
+def _read_store(path: Path) -> sqlite3.Connection:
+    """The database read-only (works on read-only media too), or UserError."""
+    try:
+        return open_readonly(path)
+    except sqlite3.Error as exc:
+        reason, detail = classify_error(exc, path)
+        health = StoreHealth(StoreState.UNREADABLE, path.parent, reason=reason, detail=detail)
+        raise UserError(health.message(), health.exit_code) from exc
+
+
 # -- no agent running: drain in this process --------------------------------------------------
 
 
 def _drain_here(settings: Settings, args: argparse.Namespace, bar: ProgressBar) -> int:
     from device.uplink.service import make_drain, make_transport
 
-    db = Database(settings.storage.data_dir / DB_NAME)
+    db = _open_store(settings.storage.data_dir / DB_NAME)
     try:
         box = Outbox(db)
         box.recover_inflight()  # a crashed agent may have left items in flight
@@ -82,14 +127,30 @@ def _drain_here(settings: Settings, args: argparse.Namespace, bar: ProgressBar) 
             while time.monotonic() < deadline:
                 drain.step()
                 p = drain.progress
-                bar.show(p.items_done, start_items, p.bytes_done, start_bytes, p.online)
+                bar.show(
+                    p.items_done,
+                    start_items,
+                    p.bytes_done,
+                    start_bytes,
+                    p.online,
+                    f"offline: {p.offline_reason or 'cloud not reached yet'}; retrying",
+                )
                 if drain.idle() and not _due_soon(db, drain, deadline):
                     break
         finally:
             drain.close()
             transport.close()
         bar.done()
-        return _summary(box, drain.progress.items_done, drain.progress.bytes_done)
+        code = _summary(box, drain.progress.items_done, drain.progress.bytes_done)
+        offline = not drain.progress.online and drain.progress.offline_reason
+        if offline:
+            print(f"sync: offline: {drain.progress.offline_reason}")
+        if code:
+            why = f"offline: {drain.progress.offline_reason}" if offline else "not all sent"
+            print(
+                f"camtrap sync: items are left on the trap ({why}); run it again", file=sys.stderr
+            )
+        return code
     finally:
         db.close()
 
@@ -135,7 +196,7 @@ def _through_agent(
     deadline = time.monotonic() + args.timeout
     first_items = first_bytes = None
     while time.monotonic() < deadline:
-        conn = open_readonly(data_dir / DB_NAME)
+        conn = _read_store(data_dir / DB_NAME)
         try:
             items, nbytes = _left_ro(conn)
         finally:
@@ -144,18 +205,28 @@ def _through_agent(
             first_items, first_bytes = items, nbytes
         assert first_bytes is not None
         picked_up = not request.exists()
-        bar.show(first_items - items, first_items, first_bytes - nbytes, first_bytes, picked_up)
+        bar.show(
+            first_items - items,
+            first_items,
+            first_bytes - nbytes,
+            first_bytes,
+            picked_up,
+            "waiting for the agent to pick up the request",
+        )
         if items == 0 and picked_up:
             break
         time.sleep(0.5)
     bar.done()
     if request.exists():
         print("camtrap sync: the agent did not pick up the request", file=sys.stderr)
-    conn = open_readonly(data_dir / DB_NAME)
+    conn = _read_store(data_dir / DB_NAME)
     try:
-        return _summary_ro(conn)
+        code = _summary_ro(conn)
     finally:
         conn.close()
+    if code:
+        print("camtrap sync: items are left on the trap; run it again", file=sys.stderr)
+    return code
 
 
 # -- reporting ---------------------------------------------------------------------------------
@@ -224,8 +295,15 @@ class ProgressBar:
         self._last = 0.0
 
     def show(
-        self, items: int, total_items: int, nbytes: int, total_bytes: int, online: bool
+        self,
+        items: int,
+        total_items: int,
+        nbytes: int,
+        total_bytes: int,
+        online: bool,
+        why_not: str = "offline; retrying",
     ) -> None:
+        """``why_not`` is shown while not ``online`` (it names the host and the reason)."""
         now = time.monotonic()
         if now - self._last < (2.0 if self.plain else 0.2):
             return
@@ -235,7 +313,7 @@ class ProgressBar:
         left = max(0, total_bytes - nbytes)
         eta = f"{int(left / rate)} s" if rate > 0 and left else "-"
         share = items / total_items if total_items else 1.0
-        state = "" if online else "  (offline, retrying)"
+        state = "" if online else f"  ({why_not})"
         text = (
             f"{items}/{total_items} items  {_mb(nbytes)}/{_mb(total_bytes)}"
             f"  {rate / 1e6:.2f} MB/s  ETA {eta}{state}"

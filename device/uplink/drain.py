@@ -72,6 +72,8 @@ class Progress:
     items_dead: int = 0
     retries: int = 0
     online: bool = False
+    # Why the cloud is not reachable, naming the host ("MQTT broker h:p: refused"); None online.
+    offline_reason: str | None = None
 
     @property
     def rate_bps(self) -> float:
@@ -152,6 +154,7 @@ class Drain:
             self.wakeup.clear()
             return
         self.progress.online = True
+        self.progress.offline_reason = None
         for hook in self.tick_hooks:
             hook(self.transport)
         self._fill()
@@ -170,12 +173,16 @@ class Drain:
             return False
         if self.probe.network_up() is False:
             ok = False
+            self.progress.offline_reason = "no network (NetworkManager reports none)"
         else:
             try:
                 self.transport.connect(timeout=self.connect_timeout_s)
                 ok = True
             except TransportError as exc:
                 log.info("cloud not reachable: %s", exc)
+                self.progress.offline_reason = getattr(
+                    self.transport, "offline_reason", None
+                ) or str(exc)
                 ok = False
         if ok:
             self._offline_delay = 1.0

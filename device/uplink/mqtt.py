@@ -16,6 +16,7 @@ Choices and why:
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -49,6 +50,76 @@ def publish_overhead(topic: str) -> int:
     + property length (1, for an empty property set).
     """
     return 1 + 4 + 2 + len(topic.encode()) + 2 + 1
+
+
+# CONNACK reason codes that mean "these credentials may not connect" (MQTT v5 and v3.1.1 mapped).
+NOT_AUTHORISED_CODES = {134, 135, 4, 5}
+CLOSED_ON_US = "not authorised (the broker closed the connection: client certificate refused?)"
+
+
+def connect_failure(exc: BaseException) -> str:
+    """A short, fixed-vocabulary reason for a failed TCP/TLS connect, for people."""
+    if isinstance(exc, socket.gaierror):
+        return "name not resolved"
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        detail = exc.verify_message or exc.reason or str(exc)
+        return f"TLS verification failed ({detail})"
+    if isinstance(exc, ssl.SSLError):
+        return tls_failure(str(exc))
+    if isinstance(exc, ConnectionResetError | BrokenPipeError):
+        # mosquitto drops a TLS client whose certificate it does not accept this way.
+        return CLOSED_ON_US
+    text = getattr(exc, "strerror", None) or str(exc)
+    return text or type(exc).__name__
+
+
+def tls_failure(text: str) -> str:
+    lowered = text.lower()
+    if "alert" in lowered and any(
+        w in lowered
+        for w in (
+            "unknown ca",
+            "unknown_ca",
+            "bad certificate",
+            "bad_certificate",
+            "certificate required",
+            "certificate_required",
+            "access denied",
+            "access_denied",
+            "certificate unknown",
+            "certificate_unknown",
+        )
+    ):
+        return f"not authorised (the broker refused the client certificate: {text})"
+    if "certificate verify failed" in lowered:
+        return f"TLS verification failed ({text})"
+    return f"TLS failed ({text})"
+
+
+def refusal(reason_code: Any) -> str:
+    """A CONNACK failure in the same vocabulary as ``connect_failure``."""
+    value = getattr(reason_code, "value", reason_code)
+    if value in NOT_AUTHORISED_CODES:
+        return f"not authorised (broker said: {reason_code})"
+    return f"refused by the broker ({reason_code})"
+
+
+class _Client(mqtt.Client):
+    """paho's client, telling us why a (re)connect failed: paho's loop thread swallows it."""
+
+    connect_error_hook: Callable[[BaseException], None] | None = None
+
+    def reconnect(self) -> mqtt.MQTTErrorCode:
+        try:
+            return super().reconnect()
+        except OSError as exc:
+            if self.connect_error_hook is not None:
+                self.connect_error_hook(exc)
+            raise
 
 
 class MqttSendHandle:
@@ -85,9 +156,15 @@ class MqttTransport(Transport):
         max_payload_cap: int = 1024 * 1024,
         max_inflight: int = 64,
         downlink_handler: Callable[[str, bytes], None] | None = None,
+        socket_timeout_s: float = 5.0,
     ) -> None:
         super().__init__(device_id)
         self.host, self.port = host, port
+        self.endpoint = f"MQTT broker {host}:{port}"
+        # Why the link is down, for people (sync's progress, logs): None while connected or
+        # before the first attempt. Written on paho's thread, read anywhere (one str, atomic).
+        self.offline_reason: str | None = None
+        self._attempt_error: str | None = None
         self.keepalive_s = keepalive_s
         self.session_expiry_s = session_expiry_s
         self.max_payload_cap = max_payload_cap
@@ -102,11 +179,13 @@ class MqttTransport(Transport):
             (protocol.up_topic(device_id, s) for s in protocol.UP_SUFFIXES), key=len
         )
 
-        client = mqtt.Client(
+        client = _Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=device_id,
             protocol=MQTTProtocolVersion.MQTTv5,
         )
+        client.connect_error_hook = self._on_connect_error
+        client.connect_timeout = socket_timeout_s
         if tls:
             context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
             if cert_file:
@@ -127,6 +206,7 @@ class MqttTransport(Transport):
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        client.on_log = self._on_log
         self.client = client
 
     @classmethod
@@ -145,6 +225,7 @@ class MqttTransport(Transport):
             username=cfg.username,
             password=cfg.password.get_secret_value() if cfg.password else None,
             keepalive_s=cfg.keepalive_s,
+            socket_timeout_s=min(5.0, max(0.5, float(cfg.connect_timeout_s))),
             session_expiry_s=cfg.session_expiry_s,
             max_payload_cap=settings.uplink.max_payload_bytes,
             downlink_handler=downlink_handler,
@@ -159,6 +240,7 @@ class MqttTransport(Transport):
         until ``close()``: watch ``on_connection_change`` to learn when it comes up.
         """
         self._last_refusal = None
+        self._attempt_error: str | None = None
         if not self._started:
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = self.session_expiry_s
@@ -171,8 +253,9 @@ class MqttTransport(Transport):
         while not self._connected.wait(min(0.05, max(0.0, deadline - time.monotonic()))):
             # A refusal (bad credentials, not authorised) will not cure itself: say so now.
             if self._last_refusal or time.monotonic() >= deadline:
-                why = f" (broker said: {self._last_refusal})" if self._last_refusal else ""
-                raise TransportError(f"no MQTT session with {self.host}:{self.port}{why}")
+                why = self._last_refusal or self._attempt_error or "timed out"
+                self.offline_reason = f"{self.endpoint}: {why}"
+                raise TransportError(f"no MQTT session with {self.host}:{self.port}: {why}")
 
     def close(self) -> None:
         if not self._started:
@@ -223,10 +306,12 @@ class MqttTransport(Transport):
         properties: Properties | None,
     ) -> None:
         if reason_code.is_failure:
-            self._last_refusal = str(reason_code)
+            self._last_refusal = refusal(reason_code)
+            self.offline_reason = f"{self.endpoint}: {self._last_refusal}"
             log.warning("broker refused the connection: %s", reason_code)
             return
         self._last_refusal = None
+        self.offline_reason = None
         self._broker_max_packet = getattr(properties, "MaximumPacketSize", None)
         _, self._subscribe_mid = client.subscribe(
             f"{protocol.TOPIC_ROOT}/{self.device_id}/down/#", qos=1
@@ -276,8 +361,28 @@ class MqttTransport(Transport):
         was_connected = self._connected.is_set()
         self._connected.clear()
         if was_connected:
+            if self.offline_reason is None:
+                self.offline_reason = f"{self.endpoint}: connection lost ({reason_code})"
             log.info("disconnected from %s:%s: %s", self.host, self.port, reason_code)
             self._notify(False)
+
+    def _on_connect_error(self, exc: BaseException) -> None:
+        why = connect_failure(exc)
+        self._attempt_error = why
+        self.offline_reason = f"{self.endpoint}: {why}"
+        log.debug("connecting to %s:%s failed: %s", self.host, self.port, exc)
+
+    def _on_log(self, client: mqtt.Client, userdata: Any, level: int, buf: str) -> None:
+        # A TLS 1.3 server checks our certificate after the handshake: its refusal arrives as
+        # an alert on the first read, which paho only logs.
+        failed_read = level == mqtt.MQTT_LOG_ERR and "failed to receive on socket" in buf
+        if failed_read and not self._connected.is_set():
+            detail = buf.split(":", 1)[-1].strip()
+            why = tls_failure(detail) if "SSL" in detail or "alert" in detail else detail
+            if "reset" in detail.lower():
+                why = CLOSED_ON_US
+            self._attempt_error = why
+            self.offline_reason = f"{self.endpoint}: {why}"
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:

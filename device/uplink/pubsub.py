@@ -14,6 +14,7 @@ that suits a few traps in safe places, an MQTT broker bridged to Pub/Sub suits a
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -34,6 +35,27 @@ log = logging.getLogger(__name__)
 # 1 KiB, and the rest of the margin covers the request's own framing.
 PUBSUB_MAX_REQUEST = 10_000_000
 PUBSUB_PAYLOAD_CEILING = PUBSUB_MAX_REQUEST - 64 * 1024
+
+
+def pubsub_failure(exc: BaseException) -> str:
+    """The same short vocabulary as MQTT's, from a google.api_core error."""
+    from google.api_core import exceptions
+
+    text = str(getattr(exc, "message", "") or exc)
+    lowered = text.lower()
+    if isinstance(exc, exceptions.DeadlineExceeded):
+        return "timed out"
+    if isinstance(exc, exceptions.PermissionDenied | exceptions.Unauthenticated):
+        return f"not authorised ({text})"
+    if isinstance(exc, exceptions.NotFound):
+        return f"topic not found ({text})"
+    if "dns" in lowered or "resolve" in lowered or "name or service not known" in lowered:
+        return "name not resolved"
+    if "certificate" in lowered or "ssl" in lowered or "handshake" in lowered:
+        return f"TLS verification failed ({text})"
+    if "refused" in lowered:
+        return "refused"
+    return text
 
 
 class PubSubSendHandle:
@@ -84,6 +106,8 @@ class PubSubTransport(Transport):
         self.publisher: Any = None
         self.topic_path = f"projects/{project}/topics/{topic}"
         self._connected = False
+        # Why the link is down, naming the endpoint (see MqttTransport.offline_reason).
+        self.offline_reason: str | None = None
         self._lock = threading.Lock()
         self._items: dict[str, _ItemProgress] = {}
 
@@ -136,8 +160,17 @@ class PubSubTransport(Transport):
             self.publisher.get_topic(request={"topic": self.topic_path}, timeout=timeout)
         except exceptions.GoogleAPICallError as exc:
             self._set_connected(False)
+            self.offline_reason = f"{self.endpoint}: {pubsub_failure(exc)}"
             raise TransportError(f"Pub/Sub topic {self.topic_path}: {exc}") from exc
+        self.offline_reason = None
         self._set_connected(True)
+
+    @property
+    def endpoint(self) -> str:
+        emulator = os.environ.get("PUBSUB_EMULATOR_HOST")
+        if emulator:
+            return f"Pub/Sub emulator {emulator} (topic {self.topic_path})"
+        return f"Pub/Sub pubsub.googleapis.com:443 (topic {self.topic_path})"
 
     def close(self) -> None:
         if self.publisher is not None:

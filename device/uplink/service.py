@@ -82,6 +82,7 @@ class UplinkRoom:
         self.thread: DrainThread | None = None
         self._request_checked = 0.0
         self._spool_reported = False
+        self._reported: tuple[int, str | None] | None = None  # (items done, model) last told
         agent.committed_listeners.append(self._on_commit)
 
     def lock_data_dir(self) -> None:
@@ -106,7 +107,7 @@ class UplinkRoom:
         if on_transport is not None:
             on_transport(self.transport)
         self.drain = make_drain(self.settings, db, self.transport)
-        self.drain.tick_hooks += [self.heartbeat.tick, self._check_request]
+        self.drain.tick_hooks += [self._report_changes, self.heartbeat.tick, self._check_request]
         self.thread = DrainThread(self.drain)
         self.thread.start()
 
@@ -150,6 +151,20 @@ class UplinkRoom:
         vision = self.agent.vision
         engine = getattr(vision, "engine", None) if vision is not None else None
         return getattr(engine, "classified_by", None)
+
+    def _report_changes(self, transport: Transport) -> None:
+        """A heartbeat now, not at the next interval, once a sync drained the outbox or the
+        model changed (OTA): the fleet page then shows queue 0, the new model, the last sync."""
+        if self.drain is None:
+            return
+        now = (self.drain.progress.items_done, self._model_version())
+        if self._reported is None:
+            self._reported = now  # the first tick online sends one anyway
+            return
+        drained = now[0] != self._reported[0] and self.drain.idle()
+        if drained or now[1] != self._reported[1]:
+            self._reported = now
+            self.heartbeat.next_at = 0.0
 
     def _check_request(self, transport: Transport) -> None:
         """``camtrap sync`` while the agent runs: it leaves a request file; we act on it."""
