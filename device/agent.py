@@ -73,6 +73,8 @@ class Agent:
             self.committed_listeners.append(self._classify_closed)
         self.capture = CaptureLoop(settings, self.camera, self._on_frame, self.clock, self.ir)
         self.uplink = UplinkRoom(self)  # retention, drain, heartbeat (docs/uplink.md)
+        # A damaged database rebuilt at open is an operator event, sent with the heartbeat.
+        self.store.recovery_listeners.append(self.uplink.heartbeat.report_recovery)
         self.pir: PirSensor | None = None
         self._stop = threading.Event()
 
@@ -127,6 +129,10 @@ class Agent:
                 log.exception("commit listener failed")
 
     def start(self) -> None:
+        # Hardware first: a trap with no camera or no GPIO stops here, before it has touched
+        # the card. A PIR edge before the capture loop runs waits in its queue.
+        self.camera.start()
+        self.pir = PirSensor(self.settings.pir, lambda: self.capture.trigger("pir"))
         self.uplink.lock_data_dir()
         self.store.open()
         if self.vision is not None:
@@ -134,10 +140,8 @@ class Agent:
             self.vision.start()
             self.vision.catch_up()
         self.uplink.start(on_transport=self._attach_ota)
-        self.camera.start()
         self.writer.start()
         self.capture.start()
-        self.pir = PirSensor(self.settings.pir, lambda: self.capture.trigger("pir"))
         clock = self.clock.state()
         log.info(
             "agent started",

@@ -4,23 +4,41 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from device import __version__
 from device.config import ConfigError, Settings, load_settings, redacted, to_toml
-from device.plugins import register_optional
+from device.errors import UserError, guarded
+from device.exitcodes import Exit
+from device.oserrors import user_error_from_os
+from device.plugins import (
+    OneLineParser,
+    add_debug_flag,
+    register_optional,
+    without_debug_flag,
+)
 
 EXIT_CONFIG = 2
 EXIT_RESTART = 75  # EX_TEMPFAIL: stopped on request, start again
+# `simulate --triggers`: each trigger takes over a second (burst, cooldown, a new scene), so
+# this is about four hours of simulation; more is a typo, not a plan.
+MAX_SIM_TRIGGERS = 10_000
 # Rooms that add their own subcommands; each module has ``register(subparsers)``.
 COMMAND_MODULES = ("device.vision.commands", "device.uplink.commands", "device.ota.commands")
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The console script: every error is one line on stderr and an exit code (docs/agent.md,
+    "Exit codes"); ``--debug`` or ``CAMTRAP_DEBUG=1`` adds the traceback."""
+    return guarded("camtrap", _main, argv)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(without_debug_flag(argv))
     if not hasattr(args, "func"):
         parser.print_help()
         return EXIT_CONFIG
@@ -31,15 +49,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args, settings_loader) or 0)
     except ConfigError as exc:
-        print(f"camtrap: config error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except KeyboardInterrupt:
-        return 130
+        raise UserError(f"config error: {exc}", Exit.USAGE) from exc
+    except OSError as exc:
+        # A path the user gave that cannot be read or written; one that names no file is a bug.
+        error = user_error_from_os(exc)
+        if error is None:
+            raise
+        raise error from exc
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="camtrap", description=__doc__)
+    parser = OneLineParser(prog="camtrap", description=__doc__)
     parser.add_argument("--version", action="version", version=f"camtrap {__version__}")
+    add_debug_flag(parser)
     parser.add_argument(
         "--config",
         type=Path,
@@ -67,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=cmd_status)
 
     sim = sub.add_parser("simulate", help="run the real agent on simulated PIR and camera")
-    sim.add_argument("--triggers", type=int, default=5)
+    sim.add_argument(
+        "--triggers", type=int, default=5, help=f"PIR edges to send (0-{MAX_SIM_TRIGGERS})"
+    )
     sim.add_argument(
         "--images",
         type=Path,
@@ -96,16 +120,34 @@ def _setup_logs(settings: Settings, level: str | None = None, stream=None) -> No
 
 def cmd_run(args: argparse.Namespace, load: Loader) -> int:
     from device.agent import Agent
+    from device.hardware import HardwareUnavailable
     from device.store.db import SchemaTooNew
+    from device.store.health import inspect
 
     settings = load()
     _setup_logs(settings)
+    data_dir = settings.storage.data_dir
+    if data_dir.exists() and not data_dir.is_dir():
+        health = inspect(data_dir)
+        raise UserError(health.message(), health.exit_code)
+    # A missing data dir at start is a card that is not mounted (the package's own
+    # /var/lib/camtrap is made by systemd): refuse, so `systemctl status` shows it at once, and
+    # let the unit retry until the card is there. A card lost while running is different: the
+    # agent then captures into the RAM fallback and takes the card back when it returns.
+    if not data_dir.exists():
+        health = inspect(data_dir)
+        raise UserError(health.message(), health.exit_code)
     try:
         agent = Agent(settings)
         agent.run_forever()
     except SchemaTooNew as exc:
         print(f"camtrap: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except HardwareUnavailable as exc:
+        # One log line for the journal, one line on stderr, exit 69; the unit restarts on 69
+        # on purpose (debian/camtrap-agent.service says why).
+        logging.getLogger("camtrap.agent").error("hardware unavailable: %s", exc)
+        raise UserError(f"hardware unavailable: {exc}", Exit.UNAVAILABLE) from exc
     # The unit restarts the service on a non-zero exit: that is how restart-agent works.
     return EXIT_RESTART if agent.restart_requested else 0
 
@@ -124,8 +166,14 @@ def cmd_config_reference(args: argparse.Namespace, load: Loader) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace, load: Loader) -> int:
+    from device.config import read_toml
+
     load_settings(args.file, require_file=True)
-    print(f"{args.file}: ok")
+    if not read_toml(args.file):
+        # Blank or comments only: valid, and worth saying so nobody thinks it was read wrong.
+        print(f"{args.file}: empty: every key at its default")
+    else:
+        print(f"{args.file}: ok")
     return 0
 
 
@@ -134,7 +182,27 @@ def cmd_status(args: argparse.Namespace, load: Loader) -> int:
 
     report = collect(load())
     print(json.dumps(report, indent=2) if args.json else render(report))
-    return 0
+    code = int(report["exit_code"])
+    if code:
+        # The report above still shows what could be read; this line says what is wrong.
+        print(f"camtrap status: {report['store']['message']}", file=sys.stderr)
+    return code
+
+
+def _check_images_dir(path: Path) -> None:
+    """``simulate --images``: a directory holding at least one JPEG, else a UserError."""
+    from device.hardware.camera_replay import list_jpegs
+
+    if not path.exists():
+        raise UserError(f"--images {path}: no such directory", Exit.NO_INPUT)
+    if not path.is_dir():
+        raise UserError(f"--images {path}: not a directory of JPEG files", Exit.NO_INPUT)
+    try:
+        found = list_jpegs(path)
+    except OSError as exc:
+        raise UserError(f"--images {path}: cannot list it ({exc.strerror})", Exit.NO_INPUT) from exc
+    if not found:
+        raise UserError(f"--images {path}: no .jpg/.jpeg files in it", Exit.DATA_ERROR)
 
 
 def cmd_simulate(args: argparse.Namespace, load: Loader) -> int:
@@ -143,9 +211,13 @@ def cmd_simulate(args: argparse.Namespace, load: Loader) -> int:
     settings = load()
     # The summary owns stdout; logs go to stderr, quiet unless asked for.
     _setup_logs(settings, "INFO" if args.verbose else "WARNING", sys.stderr)
-    if args.triggers < 0:
-        print("camtrap: --triggers must be zero or more", file=sys.stderr)
-        return EXIT_CONFIG
+    if not 0 <= args.triggers <= MAX_SIM_TRIGGERS:
+        raise UserError(
+            f"--triggers {args.triggers}: must be between 0 and {MAX_SIM_TRIGGERS}", Exit.USAGE
+        )
+    if args.images is not None:
+        _check_images_dir(args.images)
+    # A data dir that is a file, read-only or unreadable raises UserError with its exit code.
     result = run_simulation(
         settings, SimulationPlan(triggers=args.triggers, images=args.images, data_dir=args.data_dir)
     )

@@ -61,8 +61,16 @@ class LocationSection(Section):
     latitude: float | None = Field(None, ge=-90, le=90, description="WGS84, decimal degrees.")
     longitude: float | None = Field(None, ge=-180, le=180, description="WGS84, decimal degrees.")
     coordinate_uncertainty_m: int | None = Field(None, ge=1, description="Metres.")
-    country: str | None = Field(None, pattern=r"^[A-Z]{3}$", description="ISO 3166-1 alpha-3")
+    country: str | None = Field(None, description="ISO 3166-1 alpha-3")
     admin1: str | None = Field(None, pattern=r"^[A-Z0-9]{1,3}$", description="USA state code")
+
+    @field_validator("country")
+    @classmethod
+    def _known_country(cls, value: str | None) -> str | None:
+        from device.countries import check_country
+
+        # The same check as camtrap-provision's deployment.country answer.
+        return None if value is None else check_country(value)
 
 
 class StorageSection(Section):
@@ -327,8 +335,25 @@ class ConfigError(Exception):
     """A configuration problem, phrased as one line that names the key and its source."""
 
 
+def shown_path(path: Path | str, limit: int = 160) -> str:
+    """A path for a one-line message: a pasted-in megabyte of text is cut in the middle."""
+    text = str(path)
+    if len(text) <= limit:
+        return text
+    keep = limit // 2
+    return f"{text[:keep]}…{text[-keep:]} ({len(text)} characters)"
+
+
 def config_path_from_env() -> Path:
     return Path(os.environ.get(f"{ENV_PREFIX}CONFIG", str(DEFAULT_CONFIG_PATH)))
+
+
+def _exists(path: Path) -> bool:
+    """``Path.exists`` raises on some errors (a name too long); read_toml then says which."""
+    try:
+        return path.exists()
+    except OSError:
+        return True
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -345,6 +370,8 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not valid UTF-8 text") from exc
+    except OSError as exc:  # a name too long, an I/O error on a failing card
+        raise ConfigError(f"{shown_path(path)}: cannot read ({exc.strerror or exc})") from exc
 
 
 def _env_name(loc: tuple[Any, ...]) -> str:
@@ -360,17 +387,33 @@ def _in_mapping(data: dict[str, Any], loc: tuple[Any, ...]) -> bool:
     return True
 
 
+def env_source(loc: tuple[Any, ...]) -> str | None:
+    """The ``CAMTRAP_*`` variable that set the value at ``loc``, if one did.
+
+    Variable names are matched without regard to case (as pydantic-settings reads them), and
+    a variable may set a whole section as JSON (``CAMTRAP_CAPTURE='{"burst_frames": 0}'``):
+    the longest matching name wins.
+    """
+    names = {name.upper(): name for name in os.environ if name.upper().startswith(ENV_PREFIX)}
+    for end in range(len(loc), 0, -1):
+        found = names.get(_env_name(loc[:end]).upper())
+        if found is not None:
+            return found
+    return None
+
+
 def describe_validation_error(exc: ValidationError, data: dict[str, Any], source: str) -> str:
-    """First error as ``source: key: message``; the file or the env var is named."""
+    """First error as ``source: key: message``; the env var (it wins) or the file is named."""
     err = exc.errors(include_url=False)[0]
     loc = tuple(err["loc"])
     key = ".".join(str(part) for part in loc) or "(top level)"
     message = err["msg"]
     if err["type"] == "extra_forbidden":
         message = "unknown key"
-    where = source if _in_mapping(data, loc) or err["type"] == "extra_forbidden" else None
-    if where is None and _env_name(loc) in os.environ:
-        where = f"environment variable {_env_name(loc)}"
+    variable = env_source(loc)
+    where = f"environment variable {variable}" if variable else None
+    if where is None and (_in_mapping(data, loc) or err["type"] == "extra_forbidden"):
+        where = source
     more = len(exc.errors()) - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
     return f"{where or source}: {key}: {message}{suffix}"
@@ -408,15 +451,19 @@ def load_settings(path: Path | None = None, *, require_file: bool = False) -> Se
     explicit = path is not None or f"{ENV_PREFIX}CONFIG" in os.environ
     path = path or config_path_from_env()
     data: dict[str, Any] = {}
-    if path.exists() or explicit or require_file:
+    # Without a file, a bad value can only have come from the environment or the defaults:
+    # never name a file that was not read.
+    source = "the environment (no config file)"
+    if explicit or require_file or _exists(path):
         data = read_toml(path)
+        source = str(path)
     secrets_file = data.get("secrets", {}).get("file") if isinstance(data, dict) else None
     if secrets_file:
         data = merge_secrets(data, Path(secrets_file))
     try:
         return Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, data, str(path))) from exc
+        raise ConfigError(describe_validation_error(exc, data, source)) from exc
 
 
 SECRET_MASK = "********"

@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import TextIO
 
 from device import __version__
+from device.errors import guarded, one_line
+from device.oserrors import user_error_from_os
+from device.plugins import OneLineParser, add_debug_flag, seconds, without_debug_flag
 from provisioning.paths import Paths
 from provisioning.system import Effects, ProvisionError, Runner, SubprocessRunner
 
@@ -23,8 +26,9 @@ EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="camtrap-provision", description=__doc__)
+    p = OneLineParser(prog="camtrap-provision", description=__doc__)
     p.add_argument("--version", action="version", version=f"camtrap-provision {__version__}")
+    add_debug_flag(p)
     p.add_argument("--root", type=Path, default=Path("/"), help="prefix for every path (tests)")
     p.add_argument("--answers", type=Path, help="answers file (TOML), see the field guide")
     p.add_argument(
@@ -54,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--pir-timeout",
-        type=float,
+        type=seconds(0.0, 3_600.0),
         default=30.0,
         help="seconds to wait for a PIR trigger in the self-test; 0 skips it",
     )
@@ -76,7 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="end the deployment, run a final sync, list what is not uploaded",
     )
     p.add_argument(
-        "--sync-timeout", type=float, default=600.0, help="longest final sync (--retrieve), s"
+        "--sync-timeout",
+        type=seconds(0.1, 86_400.0),
+        default=600.0,
+        help="longest final sync (--retrieve), s",
     )
     return p
 
@@ -89,7 +96,24 @@ def main(
     out: TextIO | None = None,
     sync_argv: list[str] | None = None,
 ) -> int:
-    args = build_parser().parse_args(argv)
+    """The console script: every error is one line on stderr with the exit code of
+    docs/field-guide.md ("Exit codes"); ``--debug`` or ``CAMTRAP_DEBUG=1`` adds the traceback."""
+
+    def run(args: list[str] | None) -> int:
+        return _main(args, runner=runner, hook=hook, out=out, sync_argv=sync_argv)
+
+    return guarded("camtrap-provision", run, argv)
+
+
+def _main(
+    argv: list[str] | None,
+    *,
+    runner: Runner | None,
+    hook: Callable[[str], None] | None,
+    out: TextIO | None,
+    sync_argv: list[str] | None,
+) -> int:
+    args = build_parser().parse_args(without_debug_flag(argv))
     out = out or sys.stdout
     paths = Paths(args.root)
     fx = Effects(
@@ -124,11 +148,18 @@ def main(
     except ProvisionError as exc:
         from provisioning.flow import SelfTestFailed
 
-        _err(f"camtrap-provision: {exc}\n{_config_state(paths, config_before)}")
+        _err(f"camtrap-provision: {one_line(str(exc))}. {_config_state(paths, config_before)}")
         return EXIT_SELFTEST if isinstance(exc, SelfTestFailed) else EXIT_FAULT
     except ValueError as exc:
-        _err(f"camtrap-provision: {exc}\n{_config_state(paths, config_before)}")
+        _err(f"camtrap-provision: {one_line(str(exc))}. {_config_state(paths, config_before)}")
         return EXIT_USAGE
+    except OSError as exc:
+        # A file the technician named (answers, --export-csr DIR) or one under --root.
+        error = user_error_from_os(exc)
+        if error is None:
+            raise
+        _err(f"camtrap-provision: {error.message}. {_config_state(paths, config_before)}")
+        return error.code
 
 
 def _provision(args, paths: Paths, fx: Effects, track, out: TextIO) -> int:

@@ -8,11 +8,23 @@ codes are every ISO 3166-1 alpha-3 code in ``device/models/continents.json``.
 
 from __future__ import annotations
 
-import json
+import math
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-CONTINENTS_JSON = Path(__file__).resolve().parent.parent / "device" / "models" / "continents.json"
+# One check of a country code for the whole product (camtrap classify --country, the config).
+from device.countries import CONTINENTS_JSON, check_country, known_countries
+
+__all__ = [
+    "CONTINENTS_JSON",
+    "ZoneGuess",
+    "check_country",
+    "check_us_state",
+    "countries_at",
+    "known_countries",
+    "timezone_at",
+]
 
 # alpha-3: (south, north, west, east) in degrees; several boxes where one would be absurd.
 BOXES: dict[str, tuple[tuple[float, float, float, float], ...]] = {
@@ -187,12 +199,6 @@ US_STATES = frozenset(
 )
 
 
-@cache
-def known_countries() -> frozenset[str]:
-    data = json.loads(CONTINENTS_JSON.read_text())
-    return frozenset(code for codes in data["continents"].values() for code in codes)
-
-
 def _area(box: tuple[float, float, float, float]) -> float:
     south, north, west, east = box
     return (north - south) * (east - west)
@@ -208,17 +214,112 @@ def countries_at(latitude: float, longitude: float) -> list[str]:
     return [code for _, code in sorted(hits)]
 
 
-def check_country(code: str) -> str:
-    code = code.strip().upper()
-    if len(code) != 3 or not code.isalpha():
-        raise ValueError(f"{code!r} is not an ISO 3166-1 alpha-3 code (three letters, e.g. KEN)")
-    if code not in known_countries():
-        raise ValueError(f"unknown country code {code!r} (ISO 3166-1 alpha-3, e.g. KEN, USA)")
-    return code
-
-
 def check_us_state(code: str) -> str:
     code = code.strip().upper()
     if code not in US_STATES:
         raise ValueError(f"unknown US state code {code!r} (two letters, e.g. CA)")
     return code
+
+
+# The system's tz database (Debian's tzdata): one line per zone with its principal city;
+# zone.tab has a line per country and zone, so more cities to be near than zone1970.tab.
+ZONE_TABS = (Path("/usr/share/zoneinfo/zone.tab"), Path("/usr/share/zoneinfo/zone1970.tab"))
+
+
+@dataclass(frozen=True)
+class ZoneGuess:
+    """A proposed time zone and how it was found (said to the technician, who confirms it)."""
+
+    zone: str
+    how: str
+
+
+def timezone_at(latitude: float, longitude: float) -> ZoneGuess | None:
+    """The IANA time zone at a point, to propose; None when nothing can be said.
+
+    With ``tzfpy`` installed (optional: ``pip install camtrap[provision]``) the answer comes
+    from the zone boundary polygons and is right to within a few hundred metres of a border.
+    Without it, the fallback is the zone whose principal city (the system's zone1970.tab) is
+    nearest: right in most of the field, wrong near a zone border, which is why the technician
+    always confirms the answer.
+    """
+    try:
+        from tzfpy import get_tz
+    except ImportError:
+        get_tz = None
+    if get_tz is not None:
+        zone = get_tz(longitude, latitude)
+        if zone and _is_zone(zone):
+            return ZoneGuess(zone, "from the location (time zone boundaries)")
+    nearest = _nearest_zone_city(latitude, longitude)
+    if nearest is None:
+        return None
+    zone, km = nearest
+    return ZoneGuess(zone, f"nearest time zone city, {km:.0f} km away (rough near a border)")
+
+
+def _is_zone(name: str) -> bool:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _dms(text: str) -> float:
+    """ISO 6709 from zone1970.tab, sign then DDMM[SS] or DDDMM[SS], as decimal degrees."""
+    sign = -1.0 if text[0] == "-" else 1.0
+    digits = text[1:]
+    deg_len = len(digits) - (4 if len(digits) in (6, 7) else 2)
+    deg = int(digits[:deg_len])
+    minutes = int(digits[deg_len : deg_len + 2])
+    seconds = int(digits[deg_len + 2 :] or 0)
+    return sign * (deg + minutes / 60 + seconds / 3600)
+
+
+@cache
+def _zone_cities() -> tuple[tuple[float, float, str], ...]:
+    for tab in ZONE_TABS:
+        try:
+            text = tab.read_text(encoding="utf-8")
+        except OSError:
+            continue
+        return _parse_zone_tab(text)
+    return ()
+
+
+def _parse_zone_tab(text: str) -> tuple[tuple[float, float, str], ...]:
+    cities = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) < 3:
+            continue
+        coords = fields[1]
+        cut = max(coords.rfind("+"), coords.rfind("-"))
+        try:
+            lat, lon = _dms(coords[:cut]), _dms(coords[cut:])
+        except (ValueError, IndexError):
+            continue
+        if _is_zone(fields[2]):
+            cities.append((lat, lon, fields[2]))
+    return tuple(cities)
+
+
+def _nearest_zone_city(latitude: float, longitude: float) -> tuple[str, float] | None:
+    best: tuple[float, str] | None = None
+    for lat, lon, zone in _zone_cities():
+        km = _distance_km(latitude, longitude, lat, lon)
+        if best is None or km < best[0]:
+            best = (km, zone)
+    return None if best is None else (best[1], best[0])
+
+
+def _distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * 6371.0 * math.asin(min(1.0, math.sqrt(a)))

@@ -151,6 +151,32 @@ def _timezone(value: Any, _a: Answers) -> str:
     return text
 
 
+def _zone_guess(answers: Answers) -> geo.ZoneGuess | None:
+    lat, lon = answers.get("deployment.latitude"), answers.get("deployment.longitude")
+    if lat is None or lon is None:
+        return None
+    return geo.timezone_at(lat, lon)
+
+
+def _timezone_default(answers: Answers) -> str:
+    """Proposed from the location (the technician confirms it); UTC only without one."""
+    guess = _zone_guess(answers)
+    return guess.zone if guess is not None else "UTC"
+
+
+def _timezone_help(answers: Answers) -> str:
+    guess = _zone_guess(answers)
+    said = (
+        f"The default, {guess.zone}, is {guess.how}; check it near a border."
+        if guess is not None
+        else "No location yet, so the default is UTC."
+    )
+    return (
+        "IANA time zone name for local times (the IR schedule, the log), e.g. Africa/Nairobi. "
+        f"Stored times carry offsets. {said}"
+    )
+
+
 def _method(value: Any, _a: Answers) -> str:
     text = str(value).strip().lower()
     if text not in ("registry", "import", "keep"):
@@ -240,7 +266,7 @@ QUESTIONS: tuple[Question, ...] = (
         "Time zone",
         "IANA time zone name for local times, e.g. Africa/Nairobi. Stored times carry offsets.",
         _timezone,
-        default=lambda a: "UTC",
+        default=_timezone_default,
     ),
     Question(
         "deployment.camera_height_m",
@@ -423,6 +449,7 @@ def flatten(data: dict[str, Any]) -> Answers:
 
 
 def load_answers_file(path: Path) -> Answers:
+    """The answers file, flattened; ValueError naming the file when it cannot be used."""
     try:
         with path.open("rb") as fh:
             return flatten(tomllib.load(fh))
@@ -430,6 +457,8 @@ def load_answers_file(path: Path) -> Answers:
         raise ValueError(f"{path}: {exc.strerror or exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not valid UTF-8 text (byte {exc.start})") from exc
 
 
 def parse_set(items: list[str]) -> Answers:
@@ -488,4 +517,8 @@ def check_pins(answers: Answers) -> None:
 
 
 def help_for(q: Question, answers: Answers) -> str:
-    return _country_help(answers) if q.key == "deployment.country" else q.help
+    if q.key == "deployment.country":
+        return _country_help(answers)
+    if q.key == "device.timezone":
+        return _timezone_help(answers)
+    return q.help

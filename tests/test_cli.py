@@ -31,7 +31,9 @@ def quiet_clock_config(tmp_path: Path, extra: str = "") -> Path:
     path = tmp_path / "camtrap.toml"
     path.write_text(
         f'[clock]\nkernel_status = false\ntimesync_flag = "{tmp_path}/ts"\n'
-        f'rtc_device = "{tmp_path}/rtc"\nmanual_marker = "{tmp_path}/manual"\n' + extra
+        f'rtc_device = "{tmp_path}/rtc"\nmanual_marker = "{tmp_path}/manual"\n'
+        # Own world: the simulated agent must not dial whatever listens on localhost:8883.
+        '[uplink]\ntransport = "none"\n' + extra
     )
     return path
 
@@ -113,7 +115,9 @@ def test_status_reports_the_clock_source_it_finds(tmp_path):
     (tmp_path / "ts").write_text("")
     report = json.loads(camtrap("status", "--json", config=config).stdout)
     assert report["clock"] == {"source": "ntp", "synced": True}
-    assert report["database"] == "missing" and report["events"] == 0
+    # No data dir: the counts are unknown (None), not 0, and the state says why.
+    assert report["database"] == "missing" and report["events"] is None
+    assert report["store"]["state"] == "no_data_dir"
 
 
 def test_status_does_not_disturb_a_running_writer(tmp_path):

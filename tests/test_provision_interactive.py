@@ -119,8 +119,8 @@ def test_a_technician_answers_the_prompts_on_a_terminal(world, tmp_path):
     term.expect(r"unknown country code 'XYZ'")
     term.expect(r"Country.*: ")
     term.type("")  # accept the offline guess
-    term.expect(r"Time zone \[UTC\].*: ")
-    term.type("Africa/Nairobi")
+    term.expect(r"Time zone \[Africa/Nairobi\].*: ")  # proposed from the location
+    term.type("")  # the technician confirms it
     for _ in range(7):  # height, tilt, heading, habitat, bait, feature type, set up by
         term.expect(r"\): ")
         term.type("")

@@ -12,6 +12,8 @@ import pytest
 from PIL import Image
 
 from device.config import ConfigError, Settings
+from device.errors import UserError
+from device.exitcodes import Exit
 from device.vision import commands
 from device.vision.pack import load_pack
 from tests.test_vision_pack import make_pack, photo, tiny_model
@@ -114,8 +116,10 @@ def test_eval_prints_recall_confusion_sweep_and_writes_a_plot(tmp_path, capsys):
 def test_eval_refuses_a_bad_labels_file(tmp_path, capsys):
     pack = make_pack(tmp_path / "pack")
     (tmp_path / "labels.csv").write_text("file,label\nx.jpg,cat\n")
-    assert run(["eval", str(tmp_path)], _settings(pack)) == 2
-    assert "label 'cat' is not one of" in capsys.readouterr().err
+    with pytest.raises(UserError) as err:
+        run(["eval", str(tmp_path)], _settings(pack))
+    assert err.value.code == Exit.DATA_ERROR
+    assert "label 'cat' is not one of" in err.value.message
 
 
 def _automl_export(tmp_path: Path, labels: list[str], kind: str = "uint8") -> Path:

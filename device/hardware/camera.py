@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from device.hardware import HardwareUnavailable
+
 if TYPE_CHECKING:
     from device.config import CameraSection
 
@@ -41,6 +43,10 @@ class CameraError(RuntimeError):
     """The camera could not deliver a frame at all (as opposed to delivering a bad one)."""
 
 
+class CameraUnavailable(CameraError, HardwareUnavailable):
+    """The camera cannot be opened at all: no camera stack, no camera, a missing directory."""
+
+
 class Camera(Protocol):
     def start(self) -> None:
         """Bring the camera to a running state; later captures must not reconfigure it."""
@@ -60,7 +66,7 @@ def open_camera(section: CameraSection) -> Camera:
         from device.hardware.camera_replay import ReplayCamera
 
         if section.replay_dir is None:
-            raise CameraError("camera.backend is 'replay' but camera.replay_dir is not set")
+            raise CameraUnavailable("camera.backend is 'replay' but camera.replay_dir is not set")
         return ReplayCamera(section.replay_dir, section.lores_size)
     from device.hardware.camera_synthetic import SyntheticCamera
 

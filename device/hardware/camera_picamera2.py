@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from device.hardware.camera import CameraError, Frame
+from device.hardware.camera import CameraError, CameraUnavailable, Frame
 
 if TYPE_CHECKING:
     from device.config import CameraSection
@@ -33,8 +33,9 @@ def _import_picamera2() -> Any:
     try:
         from picamera2 import Picamera2
     except ImportError as exc:  # also covers picamera2 installed without libcamera (off-Pi)
-        raise CameraError(
-            "picamera2 is not available: install python3-picamera2 on the Pi"
+        raise CameraUnavailable(
+            "camera (camera.backend = picamera2): picamera2 is not available: install "
+            "python3-picamera2 on the Pi, or set camera.backend to replay or synthetic"
         ) from exc
     return Picamera2
 
@@ -64,7 +65,10 @@ class Picamera2Camera:
                 # An opened but unconfigured camera stays locked for every other process.
                 with contextlib.suppress(Exception):
                     picam2.close()
-            raise CameraError(f"picamera2: cannot start the camera: {exc}") from exc
+            raise CameraUnavailable(
+                f"camera (camera.backend = picamera2): cannot start the camera: {exc}; check "
+                "the ribbon cable and `rpicam-hello --list-cameras`"
+            ) from exc
         self._picam2 = picam2
 
     def capture(self) -> Frame:

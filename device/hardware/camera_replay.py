@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from device.hardware.camera import CameraError, Frame
+from device.hardware.camera import CameraError, CameraUnavailable, Frame
 
 JPEG_SUFFIXES = {".jpg", ".jpeg"}
 
@@ -68,10 +68,10 @@ class ReplayCamera:
 
     def start(self) -> None:
         if not self.directory.is_dir():
-            raise CameraError(f"replay camera: {self.directory} is not a directory")
+            raise CameraUnavailable(f"replay camera: {self.directory} is not a directory")
         self._files = list_jpegs(self.directory)
         if not self._files:
-            raise CameraError(
+            raise CameraUnavailable(
                 f"replay camera: no .jpg/.jpeg files in {self.directory}; nothing to replay"
             )
         self._next = 0

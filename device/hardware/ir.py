@@ -56,7 +56,11 @@ class IrLight:
         if section.pin is not None:
             from gpiozero import DigitalOutputDevice
 
-            self._device = DigitalOutputDevice(section.pin, initial_value=False)
+            from device.hardware.gpio import open_pin_device
+
+            self._device = open_pin_device(
+                DigitalOutputDevice, section.pin, "ir.pin, the IR light", initial_value=False
+            )
 
     @property
     def is_on(self) -> bool:

@@ -34,11 +34,15 @@ class PirSensor:
     def __init__(self, section: PirSection, on_motion: Callable[[], None]) -> None:
         from gpiozero import MotionSensor
 
+        from device.hardware.gpio import open_pin_device
+
         if section.pin_factory == "mock":
             use_mock_pins()
         self.section = section
-        self.sensor: MotionSensor = MotionSensor(
+        self.sensor: MotionSensor = open_pin_device(
+            MotionSensor,
             section.pin,
+            "pir.pin, the PIR sensor",
             queue_len=section.queue_len,
             sample_rate=section.sample_rate,
             threshold=section.threshold,

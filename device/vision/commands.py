@@ -1,13 +1,17 @@
 """``camtrap classify``, ``camtrap eval`` and ``camtrap model import|info``.
 
 Each subcommand's ``func(args, settings_loader) -> int``; ``settings_loader()`` returns the
-Settings or raises ConfigError. Exit codes: 0 ok, 1 some inputs failed, 2 cannot start.
+Settings or raises ConfigError. Exit codes: 0 ok, 1 some inputs failed, 2 cannot start (bad
+config, pack or argument); a ``UserError`` carries the others (docs/agent.md, "Exit codes"):
+66 an input path does not exist, 65 an input is empty or malformed (nothing classified), 73
+an output (``--plot``) cannot be written, 69 matplotlib is missing for ``--plot``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -16,9 +20,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from device.config import ConfigError, LocationSection, Settings
+from device.config import ConfigError, LocationSection, Settings, shown_path
+from device.errors import UserError
+from device.exitcodes import Exit
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
+# `eval --synthetic N`: each burst is rendered and classified (about a second on a Pi).
+MAX_SYNTHETIC_BURSTS = 10_000
 
 SettingsLoader = Callable[[], Settings]
 
@@ -48,7 +56,8 @@ def _engine(args: argparse.Namespace, settings_loader: SettingsLoader, command: 
         _err(command, str(exc))
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        _err(command, f"--{first['loc'][0]}: {first['msg']}")
+        message = str(first["msg"]).removeprefix("Value error, ")
+        _err(command, f"--{first['loc'][0]} {first.get('input')!s}: {message}")
     except PackError as exc:
         _err(command, str(exc))
     return None
@@ -65,14 +74,46 @@ def _expand(paths: list[str]) -> Iterator[Path]:
             yield path  # a missing or bad file gets its own error line
 
 
+def _exists(path: str) -> bool:
+    try:
+        return Path(path).exists()
+    except OSError:  # a name too long to be a file, or an unreadable parent
+        return False
+
+
+def _check_inputs(paths: list[str]) -> list[Path]:
+    """The images the PATHs name, or a UserError: every PATH missing (66), none an image (65).
+
+    A missing file among others that exist is reported per file, like a corrupt one.
+    """
+    missing = [p for p in paths if not _exists(p)]
+    if len(missing) == len(paths):
+        first = shown_path(missing[0])
+        what = first if len(missing) == 1 else f"{first} (and {len(missing) - 1} more)"
+        raise UserError(f"classify: {what}: no such file or directory", Exit.NO_INPUT)
+    try:
+        files = list(_expand(paths))
+    except OSError as exc:
+        raise UserError(
+            f"classify: {exc.filename}: cannot list ({exc.strerror})", Exit.NO_INPUT
+        ) from exc
+    if not files:
+        kinds = ", ".join(sorted(IMAGE_SUFFIXES))
+        raise UserError(
+            f"classify: {', '.join(paths)}: no image files ({kinds}) in it", Exit.DATA_ERROR
+        )
+    return files
+
+
 def cmd_classify(args: argparse.Namespace, settings_loader: SettingsLoader) -> int:
     from device.vision.preprocess import ImageError
 
+    files = _check_inputs(args.paths)
     engine = _engine(args, settings_loader, "classify")
     if engine is None:
         return 2
     failures = 0
-    for path in _expand(args.paths):
+    for path in files:
         try:
             result = engine.classify_image(path)
         except ImageError as exc:
@@ -97,14 +138,44 @@ def cmd_classify(args: argparse.Namespace, settings_loader: SettingsLoader) -> i
                 f"blank_score={result.blank_score:.3f} {result.ms:.0f} ms",
                 flush=True,
             )
+    if failures and failures == len(files):
+        raise UserError(
+            f"classify: none of the {failures} file(s) could be classified", Exit.DATA_ERROR
+        )
     if failures:
         _err("classify", f"{failures} file(s) could not be classified")
     return 1 if failures else 0
 
 
+def _check_plot(target: str) -> Path:
+    """``eval --plot``: fail before the evaluation, not after it, when the PNG cannot be made."""
+    path = Path(target)
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as exc:
+        raise UserError(
+            f"eval --plot {path}: needs matplotlib (apt install python3-matplotlib)",
+            Exit.UNAVAILABLE,
+        ) from exc
+    parent = path.parent
+    if path.is_dir():
+        raise UserError(f"eval --plot {path}: is a directory; give a file name", Exit.CANT_CREATE)
+    if not parent.is_dir():
+        raise UserError(f"eval --plot {path}: directory {parent} does not exist", Exit.CANT_CREATE)
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UserError(f"eval --plot {path}: not writable", Exit.CANT_CREATE)
+    return path
+
+
 def cmd_eval(args: argparse.Namespace, settings_loader: SettingsLoader) -> int:
     from device.vision import evaluate
 
+    if args.synthetic is not None and not 1 <= args.synthetic <= MAX_SYNTHETIC_BURSTS:
+        raise UserError(
+            f"eval --synthetic {args.synthetic}: must be between 1 and {MAX_SYNTHETIC_BURSTS}",
+            Exit.USAGE,
+        )
+    plot = _check_plot(args.plot) if args.plot else None
     if args.synthetic:
         engine = _engine(args, settings_loader, "eval")
         if engine is None:
@@ -119,22 +190,32 @@ def cmd_eval(args: argparse.Namespace, settings_loader: SettingsLoader) -> int:
     folder = Path(args.dir)
     labels = Path(args.labels) if args.labels else folder / "labels.csv"
     if not folder.is_dir():
-        _err("eval", f"{folder}: not a directory")
-        return 2
+        raise UserError(f"eval: {folder}: no such directory", Exit.NO_INPUT)
     try:
-        evaluate.read_labels(labels)
-    except (OSError, ValueError) as exc:
-        _err("eval", str(exc))
-        return 2
+        rows = evaluate.read_labels(labels)
+    except FileNotFoundError as exc:
+        raise UserError(f"eval: {labels}: no such labels file", Exit.NO_INPUT) from exc
+    except OSError as exc:
+        raise UserError(f"eval: {labels}: cannot read ({exc.strerror})", Exit.NO_INPUT) from exc
+    except ValueError as exc:
+        raise UserError(f"eval: {exc}", Exit.DATA_ERROR) from exc
+    if not rows:
+        raise UserError(f"eval: {labels}: no rows below the header", Exit.DATA_ERROR)
     engine = _engine(args, settings_loader, "eval")
     if engine is None:
         return 2
     report = evaluate.evaluate(engine, folder, labels)
     print(f"model: {engine.classified_by}")
     print(evaluate.format_report(report))
-    if args.plot:
-        evaluate.plot(report, Path(args.plot))
-        print(f"plot: {args.plot}")
+    if plot is not None:
+        try:
+            evaluate.plot(report, plot)
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise UserError(
+                f"eval --plot {plot}: cannot write ({reason})", Exit.CANT_CREATE
+            ) from exc
+        print(f"plot: {plot}")
     return 1 if any(s.error for s in report.samples) else 0
 
 

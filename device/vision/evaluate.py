@@ -55,6 +55,16 @@ class Report:
 
 
 def read_labels(path: Path) -> list[Sample]:
+    """The labels CSV's rows; ValueError naming the file (and line) when it is malformed."""
+    try:
+        return _read_labels(path)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+    except csv.Error as exc:
+        raise ValueError(f"{path}: not a CSV file ({exc})") from exc
+
+
+def _read_labels(path: Path) -> list[Sample]:
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         if not reader.fieldnames or not {"file", "label"} <= set(reader.fieldnames):
