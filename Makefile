@@ -9,7 +9,8 @@ DEMO_DIR ?= .demo
 
 # Debian packages each target needs.
 APT_BASE := python3-venv python3-dev
-APT_TEST := mosquitto mosquitto-clients chromium
+# libatomic1: the node binary inside playwright (which drives chromium) links against it.
+APT_TEST := mosquitto mosquitto-clients chromium libatomic1
 APT_DEMO := mosquitto
 
 # Install the Debian packages given in $(1) that are missing; apt-get update only if needed.

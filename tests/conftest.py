@@ -1,7 +1,10 @@
 """Shared pytest configuration."""
 
 pytest_plugins = [
+    # First: the own-world guard (tests.support.ports) checks every connection from the start.
+    "tests.support.ports",
     "tests.support.broker",
     "tests.support.pubsub_emulator",
     "tests.support.world",
+    "pytester",
 ]

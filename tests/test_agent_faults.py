@@ -159,6 +159,7 @@ def sim_env(tmp: Path) -> dict[str, str]:
     (tmp / "camtrap.toml").write_text(
         "[camera]\nmain_size = [640, 480]\nlores_size = [80, 60]\n"
         "[pir]\nsample_rate = 100.0\n"
+        '[uplink]\ntransport = "none"\n'  # own world: no link to whatever listens on 8883
         f'[clock]\nkernel_status = false\ntimesync_flag = "{tmp}/none"\n'
         f'rtc_device = "{tmp}/none"\n'
     )

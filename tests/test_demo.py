@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 
 def test_the_demo_provisions_captures_offline_syncs_updates_and_exports(tmp_path):
@@ -31,3 +32,17 @@ def test_the_demo_provisions_captures_offline_syncs_updates_and_exports(tmp_path
     deployments = (package.parent / "deployments.csv").read_text()
     assert "-2.3333" in deployments, "coordinates come from the provisioning record"
     assert any((work / "cloud" / "report").glob("*.png"))
+    # After the sync and the OTA install, the cloud's view of the trap is the latest one.
+    summary = (work / "cloud" / "report" / "summary.txt").read_text()
+    health = summary.split("latest health per device:", 1)[1]
+    assert "queue 0" in health, health
+    assert "model efficientnet-lite0-imagenet@1.0.1" in health, health
+    assert "last sync" in health, health
+    # The README shows the line the demo really prints: same fields, same order, and the
+    # fields it says never vary have the values the demo gave.
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    shown = next(line for line in readme.splitlines() if line.startswith("demo: triggers="))
+    readme_fields = dict(re.findall(r"(\w+)=(\S+)", shown))
+    assert list(readme_fields) == list(fields)
+    for fixed in ("failed", "lost", "duplicates_stored", "model"):
+        assert readme_fields[fixed] == fields[fixed], fixed

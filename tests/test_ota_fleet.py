@@ -35,7 +35,8 @@ def test_a_canary_of_one_goes_first_then_the_rest_and_status_shows_each_device(
         assert published and published[0]["phase"] == "published"
         assert offered_early == set()
         for trap in ("trap-1", "trap-2", "trap-3"):
-            world.wait_for_code(trap, "model.switch.ok", "model.verify.failed")
+            # "confirmed" below needs the trial report, the last to reach the cloud.
+            world.wait_for_code(trap, "model.trial.ok", "model.verify.failed")
         assert [t.serving for t in traps] == [NEW, NEW, NEW]
         # The canary switched before the others were even offered the pack.
         canary_done = [r["at"] for r in world.reports("trap-1") if r["code"] == "model.switch.ok"]

@@ -15,6 +15,7 @@ from cloud_stub.registry.server import BrokerInfo, build_server
 from cloud_stub.registry.store import RegistryStore
 from provisioning import registry_client
 from provisioning.registry_client import RegistryRefused
+from tests.support.ports import adopt_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -148,7 +149,8 @@ def test_the_cli_mints_tokens_and_serves_https(tmp_path):
     try:
         line = proc.stdout.readline()
         assert line.startswith("registry ready https://localhost:")
-        port = int(line.rsplit(":", 1)[1])
+        # The server chose this port (--port 0) and told us: ours to connect to.
+        port = adopt_port(int(line.rsplit(":", 1)[1]))
         import ssl
         import urllib.request
 

@@ -7,6 +7,7 @@ import pytest
 pytest.register_assert_rewrite(
     "tests.support.broker",
     "tests.support.messages",
+    "tests.support.ports",
     "tests.support.pubsub_emulator",
     "tests.support.uplink",
     "tests.support.provisioning",

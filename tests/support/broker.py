@@ -1,7 +1,8 @@
 """A real mosquitto for tests: the runtime launcher in ``cloud_stub/broker.py`` as fixtures.
 
-Each test broker gets its own port, fleet CA, server and client certificates and the product's
-per-device ACL (see ``cloud_stub.broker``); ``kill``/``restart`` fake a crash.
+Each test broker gets its own port (reserved through tests.support.ports), fleet CA, server
+and client certificates and the product's per-device ACL (see ``cloud_stub.broker``);
+``kill``/``restart`` fake a crash.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from cloud_stub.broker import ACL, INGEST_USER, MOSQUITTO, MOSQUITTO_PASSWD, Broker, free_port
+from cloud_stub.broker import ACL, INGEST_USER, MOSQUITTO, MOSQUITTO_PASSWD, Broker
+from tests.support.ports import check_config_ports, free_port
 
 __all__ = ["ACL", "INGEST_USER", "MOSQUITTO", "MOSQUITTO_PASSWD", "Broker", "free_port"]
 
@@ -25,6 +27,10 @@ def broker_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
 
     def make(max_packet_size: int | None = None, passwords: dict[str, str] | None = None) -> Broker:
         broker = Broker(tmp_path_factory.mktemp("broker"), free_port(), max_packet_size, passwords)
+        # Broker picks its password listener's port itself; the guard recorded its bind.
+        check_config_ports(
+            {"port": broker.port, "password_port": broker.password_port}, "test broker"
+        )
         broker.start()
         started.append(broker)
         return broker

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from PIL import Image, ImageDraw
 
@@ -32,6 +33,7 @@ from device.protocol import (
     encode,
     split_media,
 )
+from tests.support.ports import adopt_port, check_config_ports
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -43,6 +45,10 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # Own world: Chromium is a subprocess the socket guard cannot see. Names other than
+    # localhost resolve to nothing, so only the loopback servers these tests start are reachable
+    # (Playwright drives it over --remote-debugging-pipe: no DevTools port either).
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
 ]
 PASSWORDS = {
     "vera": ("viewer", "viewer-password-1"),
@@ -293,6 +299,9 @@ def serve(root: Path, *extra: str) -> Iterator[Served]:
             url = line.split(": ", 1)[1].strip().rstrip("/")
         if line.startswith("stop with Ctrl-C") and url:
             break
+    # The server chose its port (--port 0) and printed it: ours, and it must be on loopback.
+    adopt_port(urlsplit(url).port or 0)
+    check_config_ports({"review_url": url}, "camtrap-cloud serve")
     try:
         yield Served(url, process, output)
     finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import threading
 import time
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from cloud_stub.registry.store import RegistryStore
 from provisioning.cli import main
 from provisioning.system import RecordingRunner, Result
 from tests.support.broker import Broker
+from tests.support.ports import check_config_ports
 from tests.support.world import write_jpegs
 
 PI_CPUINFO = "processor\t: 0\nHardware\t: BCM2835\nSerial\t\t: 10000000abcd1234\nModel\t: Pi 4\n"
@@ -157,10 +159,14 @@ def world(tmp_path: Path, broker: Broker) -> Iterator[ProvisionWorld]:
     server.start()
     frames = tmp_path / "frames"
     write_jpegs(frames, 3, width=320, height=240)
+    world = ProvisionWorld(root, broker, server, registry_root, frames, tmp_path / "answers.toml")
     try:
-        yield ProvisionWorld(root, broker, server, registry_root, frames, tmp_path / "answers.toml")
+        yield world
     finally:
         server.stop()
+    # The trap config provisioning wrote is what its agent will dial: only this test's ports.
+    if world.config.is_file():
+        check_config_ports(tomllib.loads(world.config.read_text()), str(world.config))
 
 
 @pytest.fixture

@@ -163,5 +163,8 @@ def write_config(settings: Settings, path: Path) -> Path:
 
     data = settings.model_dump(mode="json")
     data["uplink"]["mqtt"].pop("password", None)
+    from tests.support.ports import check_config_ports
+
+    check_config_ports(data, str(path))
     path.write_text(to_toml(data))
     return path

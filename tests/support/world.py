@@ -11,10 +11,19 @@ import pytest
 from PIL import Image
 
 from device.config import Settings
+from tests.support.ports import reserve_port
 
 
 def trap_settings(root: Path, **sections: dict[str, Any]) -> Settings:
-    """Settings for a simulated trap living entirely under ``root``."""
+    """Settings for a simulated trap living entirely under ``root``, and nowhere else.
+
+    The uplink is off (``transport = "none"``), and its MQTT endpoint is still a loopback port
+    reserved for this test that nobody listens on, so a test that switches the transport on
+    without naming its broker reaches nothing outside its world. OTA is off unless the test
+    passes an ``ota`` section (then on, unless that section says ``enabled``). A section the
+    test passes replaces these keys one level deep, as before (``uplink={"mqtt": {...}}``
+    replaces the whole mqtt table).
+    """
     data: dict[str, Any] = {
         "device": {"id": "test-trap", "deployment_id": "dep-1"},
         "storage": {
@@ -40,6 +49,11 @@ def trap_settings(root: Path, **sections: dict[str, Any]) -> Settings:
             "manual_marker": root / "no-manual",
             "kernel_status": False,
         },
+        "uplink": {
+            "transport": "none",
+            "mqtt": {"host": "127.0.0.1", "port": reserve_port(), "connect_timeout_s": 2},
+        },
+        "ota": {"enabled": "ota" in sections},
     }
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
