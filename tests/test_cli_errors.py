@@ -205,8 +205,9 @@ def test_eval_with_a_labels_file_that_is_not_text_names_it(tmp_path):
 
 
 def test_a_path_thousands_of_characters_long_is_one_short_line(tmp_path):
+    # A config file that cannot be read is a config error, like a missing one: exit 2.
     result = run("camtrap", "config", "check", "a" * 5000)
-    line = one_error_line(result, Exit.NO_INPUT, "5000 characters")
+    line = one_error_line(result, Exit.USAGE, "5000 characters")
     assert len(line) < 400
 
 
