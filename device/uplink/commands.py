@@ -92,9 +92,7 @@ def _open_store(path: Path) -> Database:
     try:
         return Database(path)
     except sqlite3.Error as exc:
-        reason, detail = classify_error(exc, path)
-        health = StoreHealth(StoreState.UNREADABLE, path.parent, reason=reason, detail=detail)
-        raise UserError(health.message(), health.exit_code) from exc
+        raise _unreadable(exc, path) from exc
 
 
 def _read_store(path: Path) -> sqlite3.Connection:
@@ -102,9 +100,13 @@ def _read_store(path: Path) -> sqlite3.Connection:
     try:
         return open_readonly(path)
     except sqlite3.Error as exc:
-        reason, detail = classify_error(exc, path)
-        health = StoreHealth(StoreState.UNREADABLE, path.parent, reason=reason, detail=detail)
-        raise UserError(health.message(), health.exit_code) from exc
+        raise _unreadable(exc, path) from exc
+
+
+def _unreadable(exc: sqlite3.Error, path: Path) -> UserError:
+    reason, detail = classify_error(exc, path)
+    health = StoreHealth(StoreState.UNREADABLE, path.parent, reason=reason, detail=detail)
+    return UserError(health.message(), health.exit_code)
 
 
 # -- no agent running: drain in this process --------------------------------------------------
