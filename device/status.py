@@ -59,10 +59,14 @@ def _database_word(health: StoreHealth) -> str:
     """The old ``database`` field: ok, missing, or unreadable with the reason."""
     if health.state is StoreState.NO_DATA_DIR:
         return "missing"
-    if not health.db_path.exists():
-        return "missing"
     if health.state is StoreState.UNREADABLE:
         return f"unreadable ({health.reason}): {health.detail}"
+    try:
+        present = health.db_path.exists()
+    except OSError:  # a data dir we may not search; UNREADABLE said so above
+        present = True
+    if not present:
+        return "missing"
     return f"ok; {health.detail}" if health.detail else "ok"
 
 

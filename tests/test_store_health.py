@@ -241,3 +241,38 @@ def test_retrieve_with_everything_acknowledged_exits_0(world):
     code, out = retrieve(world)
     assert "every item was acknowledged" in out
     assert code == 0
+
+
+@pytest.mark.parametrize("what", ["database", "data dir"])
+def test_a_store_the_user_may_not_read_is_unreadable_for_permission_never_empty(tmp_path, what):
+    import shutil
+    import subprocess
+    import sys
+
+    from device.config import to_toml
+
+    if not shutil.which("setpriv"):
+        pytest.skip("setpriv (util-linux) is needed to drop root's file-permission override")
+    settings = trap_with_captures(tmp_path / "trap")
+    data = settings.model_dump(mode="json")
+    config = tmp_path / "camtrap.toml"
+    config.write_text(to_toml(data))
+    data_dir = settings.storage.data_dir
+    target = data_dir / DB_NAME if what == "database" else data_dir
+    before = target.stat().st_mode
+    target.chmod(0)
+    try:
+        # Root reads anything: drop its override so the mode counts, as it does for a user.
+        drop = ["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search"]
+        result = subprocess.run(
+            [*drop, sys.executable, "-m", "device.cli", "--debug", "--config", str(config), "status"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        target.chmod(before)
+    assert result.returncode == Exit.STORE_UNREADABLE, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert "permission" in result.stderr.lower() and str(data_dir) in result.stderr
+    assert "events             0" not in result.stdout

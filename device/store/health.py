@@ -207,7 +207,12 @@ def _inspect(
     data_dir: Path, need_write: bool, busy_timeout_s: float
 ) -> tuple[StoreHealth, ReadOnlyConnection | None]:
     h = StoreHealth(StoreState.UNREADABLE, data_dir)
-    if not data_dir.exists():
+    try:
+        there = data_dir.exists()
+    except OSError as exc:  # a parent we may not search
+        h.reason, h.detail = "permission", f"cannot look into {data_dir.parent}: {exc.strerror}"
+        return h, None
+    if not there:
         h.state, h.reason = StoreState.NO_DATA_DIR, "missing"
         h.detail = f"{data_dir} does not exist"
         return h, None
