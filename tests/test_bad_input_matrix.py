@@ -32,6 +32,8 @@ BIN = Path(sys.executable).parent
 DOCUMENTED = {int(code) for code in Exit}
 LONG = "x" * 5000
 UNICODE = "nicht-da-🦒-ñandú-数据"
+# Root reads any file; without these capabilities a file's mode counts, as it does for a user.
+DROP_ROOT_OVERRIDE = ("setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search")
 # A bound on every process: a command that waits forever on bad input is a bug too.
 PROCESS_TIMEOUT_S = 60
 
@@ -51,6 +53,8 @@ class Case:
     # Exit codes this case may end with (besides "any documented non-zero" when empty).
     expect: tuple[int, ...] = ()
     needs_mount: bool = False
+    # Run without root's file-permission override, so a file's mode counts as for a user.
+    unprivileged: bool = False
 
 
 @dataclass
@@ -113,6 +117,15 @@ def world(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
     db = corrupt / "camtrap.db"
     db.write_bytes(b"this is not an SQLite database" * 100)
 
+    # The same store, and a config file, that a user without permission cannot read.
+    denied = root / "denied-card"
+    shutil.copytree(data, denied)
+    denied.chmod(0)
+    request.addfinalizer(lambda: denied.chmod(0o755))
+    denied_cfg = root / "unreadable.toml"
+    denied_cfg.write_text("[capture]\nburst_frames = 3\n")
+    denied_cfg.chmod(0)
+
     a_file = root / "a-file"
     a_file.write_text("a file where a directory belongs")
     closed = _closed_port()
@@ -125,6 +138,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
         "cfg_nowhere": _config(root, "nowhere", data, uplink=nowhere),
         "cfg_ro": _config(root, "ro", ro_data, uplink=unreachable),
         "cfg_corrupt": _config(root, "corrupt", corrupt, uplink=unreachable),
+        "cfg_denied": _config(root, "denied", denied, uplink=unreachable),
         "cfg_nodata": _config(root, "nodata", root / "card-not-mounted", uplink=unreachable),
         "cfg_filedata": _config(root, "filedata", a_file, uplink=unreachable),
         "cfg_camera": _config(
@@ -200,6 +214,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
         data=str(data),
         a_file=str(a_file),
         garbage_cfg=str(garbage_cfg),
+        denied_cfg=str(denied_cfg),
+        cfg_denied_dir=str(denied),
         unknown_cfg=str(unknown_cfg),
         wrong_type_cfg=str(wrong_type_cfg),
         absurd_cfg=str(absurd_cfg),
@@ -267,6 +283,29 @@ CASES: list[Case] = [
     C("status-data-dir-is-a-file", (CAMTRAP, "--config", "{cfg_filedata}", "status")),
     C("status-not-a-database", (CAMTRAP, "--config", "{cfg_corrupt}", "status"), expect=UNREADABLE),
     C("status-json-not-a-database", (CAMTRAP, "--config", "{cfg_corrupt}", "status", "--json")),
+    C(
+        "status-permission-denied",
+        (CAMTRAP, "--config", "{cfg_denied}", "status"),
+        expect=UNREADABLE,
+        unprivileged=True,
+    ),
+    C(
+        "sync-permission-denied",
+        (CAMTRAP, "--config", "{cfg_denied}", "sync"),
+        expect=UNREADABLE,
+        unprivileged=True,
+    ),
+    C(
+        "status-config-permission-denied",
+        (CAMTRAP, "--config", "{denied_cfg}", "status"),
+        expect=USAGE,
+        unprivileged=True,
+    ),
+    C(
+        "cloud-report-root-permission-denied",
+        (CLOUD, "report", "--out", "{out}/report-denied", "--root", "{cfg_denied_dir}"),
+        unprivileged=True,
+    ),
     C("sync-card-not-mounted", (CAMTRAP, "--config", "{cfg_nodata}", "sync"), expect=NO_DATA),
     C("sync-data-dir-is-a-file", (CAMTRAP, "--config", "{cfg_filedata}", "sync")),
     C("sync-not-a-database", (CAMTRAP, "--config", "{cfg_corrupt}", "sync"), expect=UNREADABLE),
@@ -686,8 +725,9 @@ def run_case(world: World, case: Case) -> subprocess.CompletedProcess[str]:
     argv = world.fill(case.argv)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAMTRAP_")}
     env.update(case.env)
+    prefix = list(DROP_ROOT_OVERRIDE) if case.unprivileged else []
     return subprocess.run(
-        [str(BIN / argv[0]), *argv[1:]],
+        [*prefix, str(BIN / argv[0]), *argv[1:]],
         capture_output=True,
         text=True,
         timeout=PROCESS_TIMEOUT_S,
@@ -701,6 +741,8 @@ def run_case(world: World, case: Case) -> subprocess.CompletedProcess[str]:
 def test_bad_input_gets_one_clear_line_and_loses_nothing(world: World, case: Case) -> None:
     if case.needs_mount and not world.mounted:
         pytest.skip("a read-only bind mount needs root and mount(8)")
+    if case.unprivileged and (os.geteuid() != 0 or not shutil.which("setpriv")):
+        pytest.skip("dropping root's permission override needs root and setpriv (util-linux)")
     out = Path(world.paths["out"])
     before = snapshot(world.root, out)
     result = run_case(world, case)
