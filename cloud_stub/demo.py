@@ -33,6 +33,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 from collections.abc import Iterator
@@ -286,7 +287,13 @@ def _publish_and_sync(
                     break
                 time.sleep(0.5)
             say(f"agent drained its outbox; serving model {serving or 'none'}")
-            time.sleep(2.0)  # let the install report and the last acks reach the cloud
+            # The fleet page and the report show the newest heartbeat: wait until the cloud
+            # holds one sent after the drain and the install, not for a fixed time.
+            while time.monotonic() < deadline and not _cloud_is_current(
+                ingest_root, device_id, NEW_VERSION
+            ):
+                time.sleep(0.5)
+            time.sleep(1.0)  # the install report's ack, after the heartbeat
         return serving
     finally:
         server.stop()
@@ -322,8 +329,10 @@ def _process(
     name: str, cmd: list[str], log: Path, ready: str | None
 ) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """A background process for the length of a ``with``; SIGTERM at the end."""
+    log.write_text("")
+    # Append mode for stderr too: stdout is appended to the same file by _copy_out.
     proc = subprocess.Popen(
-        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log.open("w"), text=True
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log.open("a"), text=True
     )
     try:
         line = ""
@@ -331,6 +340,9 @@ def _process(
             line = _wait_line(proc, ready, 60)
             if not line:
                 raise RuntimeError(f"{name} did not start; see {log}")
+        # Nobody reads stdout after the ready line: copy it to the log, or a full pipe
+        # (64 KiB of the agent's JSON log lines) blocks the process's next write for good.
+        threading.Thread(target=_copy_out, args=(proc, log), daemon=True).start()
         yield proc, line
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -423,6 +435,14 @@ def _run(cmd: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _copy_out(proc: subprocess.Popen[str], log: Path) -> None:
+    assert proc.stdout is not None
+    with log.open("a") as out:
+        for line in proc.stdout:
+            out.write(line)
+            out.flush()
+
+
 def _wait_line(proc: subprocess.Popen[str], text: str, timeout: float) -> str:
     """The first stdout line containing ``text`` ('' on timeout or exit)."""
     import selectors
@@ -440,6 +460,37 @@ def _wait_line(proc: subprocess.Popen[str], text: str, timeout: float) -> str:
         if text in line:
             return line.strip()
     return ""
+
+
+def _cloud_is_current(ingest_root: Path, device_id: str, version: str) -> bool:
+    """The newest heartbeat the cloud holds says: queue empty, ``version`` serving, synced."""
+    from cloud_stub.ingest.store import StoreError, open_store_db, store_path
+
+    if not store_path(ingest_root).exists():
+        return False
+    try:
+        db = open_store_db(ingest_root, check=False)
+    except StoreError:
+        return False
+    try:
+        row = db.execute(
+            "SELECT payload FROM telemetry WHERE device_id = ? ORDER BY sent_at DESC LIMIT 1",
+            (device_id,),
+        ).fetchone()
+    except sqlite3.Error:
+        return False
+    finally:
+        db.close()
+    if row is None:
+        return False
+    beat = json.loads(row[0])
+    queue = beat.get("queue_depth") or {}
+    return (
+        isinstance(queue, dict)
+        and sum(queue.values()) == 0
+        and str(beat.get("model_version") or "").endswith(f"@{version}")
+        and beat.get("last_sync_at") is not None
+    )
 
 
 def _unsent(data_dir: Path) -> int:

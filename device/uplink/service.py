@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("camtrap.uplink")
 
 REQUEST_POLL_S = 1.0
+# After the last item sent, this long without another one counts as a finished sync.
+REPORT_SETTLE_S = 2.0
 
 
 def make_transport(settings: Settings) -> Transport:
@@ -83,6 +85,7 @@ class UplinkRoom:
         self._request_checked = 0.0
         self._spool_reported = False
         self._reported: tuple[int, str | None] | None = None  # (items done, model) last told
+        self._last_done = (0, 0.0)  # (items done, monotonic time it last changed)
         agent.committed_listeners.append(self._on_commit)
 
     def lock_data_dir(self) -> None:
@@ -161,7 +164,12 @@ class UplinkRoom:
         if self._reported is None:
             self._reported = now  # the first tick online sends one anyway
             return
-        drained = now[0] != self._reported[0] and self.drain.idle()
+        if now[0] != self._last_done[0]:
+            self._last_done = (now[0], time.monotonic())
+        # Sent items since the last report, and the drain idle, or nothing sent for a while
+        # (the window may hold items the policy keeps back, so idle() can stay False).
+        settled = time.monotonic() - self._last_done[1] >= REPORT_SETTLE_S
+        drained = now[0] != self._reported[0] and (self.drain.idle() or settled)
         if drained or now[1] != self._reported[1]:
             self._reported = now
             self.heartbeat.next_at = 0.0
