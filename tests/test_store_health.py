@@ -265,7 +265,7 @@ def test_a_store_the_user_may_not_read_is_unreadable_for_permission_never_empty(
         # Root reads anything: drop its override so the mode counts, as it does for a user.
         drop = ["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search"]
         result = subprocess.run(
-            [*drop, sys.executable, "-m", "device.cli", "--debug", "--config", str(config), "status"],
+            [*drop, sys.executable, "-m", "device.cli", "--config", str(config), "status"],
             capture_output=True,
             text=True,
             timeout=60,
