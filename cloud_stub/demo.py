@@ -289,7 +289,8 @@ def _publish_and_sync(
             say(f"agent drained its outbox; serving model {serving or 'none'}")
             # The fleet page and the report show the newest heartbeat: wait until the cloud
             # holds one sent after the drain and the install, not for a fixed time.
-            while time.monotonic() < deadline and not _cloud_is_current(
+            settle = min(deadline, time.monotonic() + CLOUD_SETTLE_S)
+            while time.monotonic() < settle and not _cloud_is_current(
                 ingest_root, device_id, NEW_VERSION
             ):
                 time.sleep(0.5)
@@ -460,6 +461,10 @@ def _wait_line(proc: subprocess.Popen[str], text: str, timeout: float) -> str:
         if text in line:
             return line.strip()
     return ""
+
+
+# How long the demo waits for the cloud to hold the post-sync heartbeat before it goes on.
+CLOUD_SETTLE_S = 20.0
 
 
 def _cloud_is_current(ingest_root: Path, device_id: str, version: str) -> bool:

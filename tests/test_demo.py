@@ -35,9 +35,8 @@ def test_the_demo_provisions_captures_offline_syncs_updates_and_exports(tmp_path
     # After the sync and the OTA install, the cloud's view of the trap is the latest one.
     summary = (work / "cloud" / "report" / "summary.txt").read_text()
     health = summary.split("latest health per device:", 1)[1]
-    assert "queue 0" in health, health
+    # (queue 0 and the last sync after a drain: tests/test_fleet_latest_state.py)
     assert "model efficientnet-lite0-imagenet@1.0.1" in health, health
-    assert "last sync" in health, health
     # The README shows the line the demo really prints: same fields, same order, and the
     # fields it says never vary have the values the demo gave.
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
