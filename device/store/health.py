@@ -233,20 +233,18 @@ def _inspect(
         h.reason, h.detail = "read_only", f"{data_dir} cannot be written (read-only media)"
         return h, None
     db_path = data_dir / DB_NAME
+    # No file, or a zero-byte one (SQLite's own view: a new, empty database): no captures
+    # recorded, which is only true if no media files are there either.
+    missing = None
     if not db_path.exists():
+        missing = f"no {DB_NAME}"
+    elif db_path.is_file() and db_path.stat().st_size == 0:
+        missing = f"{DB_NAME} is empty (0 bytes)"
+    if missing is not None:
         if h.media_files:
-            h.reason = "no_database"
-            h.detail = f"{h.media_files} media file(s) but no {DB_NAME}"
-            return h, None
-        h.state, h.detail = StoreState.EMPTY, f"no {DB_NAME}"
-        return h, None
-    if db_path.is_file() and db_path.stat().st_size == 0:
-        # SQLite's own view of a zero-byte file: a new, empty database.
-        if h.media_files:
-            h.reason = "no_database"
-            h.detail = f"{h.media_files} media file(s) but {DB_NAME} is empty (0 bytes)"
-            return h, None
-        h.state, h.detail = StoreState.EMPTY, f"{DB_NAME} is empty (0 bytes)"
+            h.reason, h.detail = "no_database", f"{h.media_files} media file(s) but {missing}"
+        else:
+            h.state, h.detail = StoreState.EMPTY, missing
         return h, None
     conn: ReadOnlyConnection | None = None
     try:
