@@ -58,13 +58,31 @@ class ClassificationWorker(threading.Thread):
         super().__init__(name="vision", daemon=True)
         self.settings = settings
         self.store = store
-        self.engine = engine
+        self._engine = engine
+        self._engine_lock = threading.Lock()
         self.queue: queue.Queue[str] = queue.Queue()
         self.stats = VisionStats()
         self._lores: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lores_lock = threading.Lock()
         self._idle = threading.Event()
         self._idle.set()
+
+    # -- the serving engine ----------------------------------------------------------------------
+
+    def serve(self, engine: VisionEngine | None) -> None:
+        """The one way to change the serving engine (start-up load, OTA swap, rollback)."""
+        with self._engine_lock:
+            self._engine = engine
+
+    @property
+    def engine(self) -> VisionEngine | None:
+        with self._engine_lock:
+            return self._engine
+
+    @engine.setter
+    def engine(self, engine: VisionEngine | None) -> None:
+        # TODO(issue 13): remove once every caller uses serve().
+        self.serve(engine)
 
     # -- fed by other threads ------------------------------------------------------------------
 
