@@ -10,9 +10,14 @@ import sys
 import threading
 from pathlib import Path
 
-from device.errors import UserError, guarded
-from device.oserrors import user_error_from_os
-from device.plugins import OneLineParser, add_debug_flag, register_optional, without_debug_flag
+from device.contracts.commandline import (
+    OneLineParser,
+    add_debug_flag,
+    register_optional,
+    without_debug_flag,
+)
+from device.contracts.errors import UserError, guarded
+from device.contracts.oserrors import user_error_from_os
 
 log = logging.getLogger("camtrap-cloud")
 

@@ -1,3 +1,5 @@
 """camtrap device agent: capture -> vision -> store -> uplink, with OTA model updates."""
 
-__version__ = "0.1.0"
+from device.contracts.release import VERSION as __version__
+
+__all__ = ["__version__"]

@@ -132,6 +132,7 @@ def test_every_runtime_dependency_is_vendored_or_comes_from_apt():
         "gpiozero": "python3-gpiozero",
         "cryptography": "python3-cryptography",
         "qrcode": "python3-qrcode",
+        "packaging": "python3-packaging",
     }
     for line in project["dependencies"]:
         requirement = Requirement(line)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import device
+from device.contracts.release import VERSION
 
 SAMPLING_DESIGNS = (
     "simpleRandom",
@@ -105,7 +105,7 @@ def package_properties(
         "title": project.title,
         "description": description,
         "contributors": project.contributors,
-        "sources": [{"title": "camtrap", "version": device.__version__}],
+        "sources": [{"title": "camtrap", "version": VERSION}],
         "project": {
             "title": project.title,
             "samplingDesign": project.sampling_design,

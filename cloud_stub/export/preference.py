@@ -17,9 +17,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Final, TypeVar
 
-HUMAN = "human"
+from device.contracts.protocol import ClassificationMethod
+
+HUMAN: Final[ClassificationMethod] = "human"
+
+# Whatever row type goes in comes back out: callers keep their dicts (or sqlite rows).
+Row = TypeVar("Row", bound=Mapping[str, Any])
 
 
 def reviewed_id(row: Mapping[str, Any]) -> str | None:
@@ -43,12 +48,12 @@ def _when(row: Mapping[str, Any]) -> tuple[float, str]:
     return seconds, str(row.get("observation_id"))
 
 
-def preferred_observations(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+def preferred_observations(rows: Iterable[Row]) -> list[Row]:
     """The rows to publish or train on, in their original order (snake_case ingest rows)."""
-    rows = list(rows)
-    latest_review: dict[str, Mapping[str, Any]] = {}
-    humans: list[Mapping[str, Any]] = []
-    for row in rows:
+    listed = list(rows)
+    latest_review: dict[str, Row] = {}
+    humans: list[Row] = []
+    for row in listed:
         if row.get("classification_method") != HUMAN:
             continue
         target = reviewed_id(row)
@@ -60,8 +65,8 @@ def preferred_observations(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[st
     keep_humans = {id(row) for row in humans}
     covered_media = {(h.get("event_id"), h.get("media_id")) for h in humans}
     covered_events = {h.get("event_id") for h in humans if h.get("media_id") is None}
-    chosen = []
-    for row in rows:
+    chosen: list[Row] = []
+    for row in listed:
         if row.get("classification_method") == HUMAN:
             if id(row) in keep_humans:
                 chosen.append(row)

@@ -63,7 +63,7 @@ def write_table(path: Path, table: str, rows: Iterable[Mapping[str, Any]]) -> in
     return count
 
 
-def read_table(path: Path) -> list[dict[str, str]]:
+def read_table(path: Path) -> list[dict[str, str | None]]:
     """A Camtrap DP CSV as dicts of strings (empty cells become ``None``)."""
     with path.open(newline="", encoding="utf-8") as handle:
         return [

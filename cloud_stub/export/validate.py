@@ -60,13 +60,15 @@ def url_map(schema_dir: Path = SCHEMA_DIR) -> dict[str, bytes]:
 def _offline_session(served: dict[str, bytes]) -> Any:
     import requests
     from requests.adapters import BaseAdapter
+    from requests.models import PreparedRequest
 
     class _Raw(io.BytesIO):
         decode_content = True  # frictionless sets this attribute on urllib3's raw stream
 
     class LocalOnly(BaseAdapter):
-        def send(self, request: Any, **_: Any) -> requests.Response:
-            url = request.url.split("#", 1)[0]
+        # Streaming, timeouts, TLS and proxies mean nothing to files served from memory.
+        def send(self, request: PreparedRequest, *_: Any, **__: Any) -> requests.Response:
+            url = (request.url or "").split("#", 1)[0]
             if url not in served:
                 raise requests.ConnectionError(
                     f"offline validation: no local copy of {url} (only the Camtrap DP 1.0.2 "

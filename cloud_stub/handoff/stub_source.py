@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 from cloud_stub.export.package import ExportError
 from cloud_stub.export.preference import HUMAN, preferred_observations
@@ -17,7 +18,7 @@ from cloud_stub.export.source import open_readonly
 from cloud_stub.handoff.records import HandoffError, Record
 
 
-def _category(row: dict) -> str | None:
+def _category(row: dict[str, Any]) -> str | None:
     if row["observation_type"] == "animal":
         return row.get("scientific_name") or row.get("common_name")
     if row["observation_type"] in ("human", "vehicle", "blank"):
@@ -48,14 +49,14 @@ def stub_records(ingest_root: Path, *, include_machine: bool = False) -> list[Re
             continue
         targets = [row["media_id"]] if row.get("media_id") else by_event[row["event_id"]]
         for media_id in targets:
-            m = media.get(media_id)
-            if m is None or not m.get("file_path"):
+            target = media.get(media_id)
+            if target is None or not target.get("file_path"):
                 continue  # only full-resolution files are worth training on
-            path = media_root / m["file_path"]
+            path = media_root / target["file_path"]
             if path.is_file():
                 records[f"{media_id}\x00{category}"] = Record(
                     image_id=media_id,
-                    file_name=m["file_path"],
+                    file_name=target["file_path"],
                     source=str(path.absolute()),
                     category=category,
                     origin="stub",

@@ -8,13 +8,13 @@ before its ack goes out.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 from cloud_stub.ingest.durable import SyncBatch
-from device.protocol import MediaChunk
+from device.contracts.hashing import sha256_pieces
+from device.contracts.protocol import MediaChunk
 
 
 class PartialChunks:
@@ -47,10 +47,7 @@ class PartialChunks:
             yield part.read_bytes()
 
     def whole_sha256(self, chunk: MediaChunk) -> str:
-        digest = hashlib.sha256()
-        for part in self.parts(chunk):
-            digest.update(part.read_bytes())
-        return digest.hexdigest()
+        return sha256_pieces(self.read(chunk))
 
     def discard(self, chunk: MediaChunk) -> None:
         shutil.rmtree(self.directory(chunk), ignore_errors=True)

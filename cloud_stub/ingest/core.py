@@ -9,7 +9,6 @@ rejected with a reason (logged, counted, recorded in ``rejections``); it never r
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections.abc import Callable
@@ -19,8 +18,9 @@ from pathlib import Path
 
 from cloud_stub.ingest.chunks import PartialChunks
 from cloud_stub.ingest.store import IngestStore
-from device import protocol
-from device.protocol import (
+from device.contracts import protocol
+from device.contracts.hashing import sha256_hex
+from device.contracts.protocol import (
     Ack,
     CaptureMeta,
     DeviceEvent,
@@ -185,7 +185,7 @@ class Ingestor:
             # The common thumbnail case: the whole file is in hand, no need to stage it.
             # decode() already hashed the data; equal digests spare hashing it twice.
             whole_ok = chunk.chunk_sha256 == chunk.sha256 or (
-                hashlib.sha256(chunk.data).hexdigest() == chunk.sha256
+                sha256_hex(chunk.data) == chunk.sha256
             )
             if not whole_ok:
                 rejected = self._reject(

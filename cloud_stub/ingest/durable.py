@@ -3,7 +3,8 @@
 An fsync per file and per directory cost ~5 flushes per thumbnail and capped ingest at a few
 hundred messages a second. Nothing is acknowledged before the batch commits, so the files only
 need to be on disk by then: one ``syncfs`` of the filesystem per batch does that (Linux; it
-reports write-back errors since 5.8). Elsewhere each file and directory is fsynced instead.
+reports write-back errors since 5.8). Elsewhere each file and directory is fsynced instead
+(``device.contracts.durable``, the fsync everyone else uses).
 If the machine dies before the barrier, no row points at the files and nothing was acked:
 the device sends them again, and assembled files are checked against their sha256 anyway.
 """
@@ -13,11 +14,14 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from device.contracts.durable import fsync_dir, fsync_file
 
-def _load_syncfs():  # type: ignore[no-untyped-def]
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    """libc's ``syncfs(fd)``, or None where the C library has none."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
         fn = libc.syncfs
@@ -29,14 +33,6 @@ def _load_syncfs():  # type: ignore[no-untyped-def]
 
 
 _SYNCFS = _load_syncfs()
-
-
-def fsync_path(path: Path, directory: bool = False) -> None:
-    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class SyncBatch:
@@ -72,10 +68,10 @@ class SyncBatch:
         else:
             for path in self._files:
                 if path.exists():
-                    fsync_path(path)
+                    fsync_file(path)
             for path in self._dirs:
                 if path.exists():
-                    fsync_path(path, directory=True)
+                    fsync_dir(path)
         self._files.clear()
         self._dirs.clear()
 

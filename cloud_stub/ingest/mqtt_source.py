@@ -21,8 +21,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from cloud_stub.ingest.core import Incoming, Ingestor
-from device import protocol
-from device.protocol import Ack, AckBatch, ErrorReply, ProtocolError
+from device.contracts import protocol
+from device.contracts.protocol import Ack, AckBatch, ErrorReply, ProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +151,8 @@ class MqttIngest:
                     replies.append(reply)
         for device_acks in acks.values():
             replies.extend(protocol.pack_acks(device_acks, self.max_reply_bytes))
-        for reply in replies:
-            self.client.publish(protocol.topic_for(reply), protocol.encode(reply), qos=1)
+        for message in replies:
+            self.client.publish(protocol.topic_for(message), protocol.encode(message), qos=1)
         for msg in batch:
             if msg.qos > 0:
                 self.client.ack(msg.mid, msg.qos)
@@ -166,4 +166,6 @@ def _incoming(msg: mqtt.MQTTMessage) -> Incoming:
         device_id, direction, suffix = None, "?", None
     if direction != "up":
         device_id = None
-    return Incoming(source=msg.topic, device_id=device_id, subtopic=suffix, payload=msg.payload)
+    return Incoming(
+        source=msg.topic, device_id=device_id, subtopic=suffix, payload=bytes(msg.payload)
+    )

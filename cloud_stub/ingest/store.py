@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from cloud_stub.ingest.durable import SyncBatch
-from device.errors import UserError
-from device.exitcodes import Exit
-from device.protocol import CaptureMeta, DeviceEvent, Status, Telemetry
+from device.contracts.errors import UserError
+from device.contracts.exitcodes import Exit
+from device.contracts.protocol import CaptureMeta, DeviceEvent, MediaKind, Status, Telemetry
 
 DB_NAME = "ingest.sqlite"
 
@@ -125,7 +125,7 @@ def guard_store(prog: str, run: Callable[[], int], root: Path | None = None) -> 
 
     Any SQLite error escaping ``run`` (a page that broke after the open) is said the same way.
     """
-    from device.errors import one_line
+    from device.contracts.errors import one_line
 
     try:
         return run()
@@ -565,7 +565,7 @@ class IngestStore:
     def media_row(self, media_id: str) -> sqlite3.Row | None:
         return self.db.execute("SELECT * FROM media WHERE media_id = ?", (media_id,)).fetchone()
 
-    def media_target(self, row: sqlite3.Row, kind: str) -> Path:
+    def media_target(self, row: sqlite3.Row, kind: MediaKind) -> Path:
         """Relative path of a received file: ``<deployment>/[thumbnails/]<mediaID><ext>``."""
         if kind == "thumbnail":
             return Path(row["deployment_id"]) / "thumbnails" / f"{row['media_id']}.jpg"
@@ -577,7 +577,9 @@ class IngestStore:
         """Write a received file into the media tree; durable at the batch's ``flush``."""
         self.sync.write(self.media_root / relative, pieces)
 
-    def record_file(self, media_id: str, kind: str, relative: Path, sha256: str, at: str) -> None:
+    def record_file(
+        self, media_id: str, kind: MediaKind, relative: Path, sha256: str, at: str
+    ) -> None:
         if kind == "thumbnail":
             sql = (
                 "UPDATE media SET thumbnail_path = ?, thumbnail_sha256 = ?, "

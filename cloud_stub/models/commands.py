@@ -18,7 +18,7 @@ def _keys(args: argparse.Namespace) -> int:
     except SigningKeyError as exc:
         print(f"camtrap-cloud keys: {exc}", file=sys.stderr)
         return 1
-    from device.ota.signing import key_id, load_public_key
+    from device.contracts.signing import key_id, load_public_key
 
     print(f"private key {key_path} (keep it off the devices and out of git)")
     print(f"public key  {pub_path} (key id {key_id(load_public_key(pub_path))})")
@@ -28,7 +28,7 @@ def _keys(args: argparse.Namespace) -> int:
 def _sign(args: argparse.Namespace) -> int:
     from cloud_stub.models.keys import SigningKeyError
     from cloud_stub.models.signing import sign_pack
-    from device.vision.pack import PackError
+    from device.contracts.manifest import PackError
 
     try:
         signed = sign_pack(
@@ -119,8 +119,8 @@ def _print_status(rows: list[dict[str, Any]], as_json: bool) -> None:
 def _status(args: argparse.Namespace) -> int:
     from cloud_stub.ingest.store import guard_store
     from cloud_stub.models.rollout import status
-    from device.errors import UserError
-    from device.exitcodes import Exit
+    from device.contracts.errors import UserError
+    from device.contracts.exitcodes import Exit
 
     if not args.root.is_dir():
         raise UserError(f"{args.root}: no such directory (the stub's data dir)", Exit.NO_INPUT)
@@ -161,9 +161,9 @@ def _group(args: argparse.Namespace) -> int:
 
 def _resign_default(args: argparse.Namespace) -> int:
     from cloud_stub.models.signing import resign_default_pack
-    from device.errors import UserError
-    from device.exitcodes import Exit
-    from device.ota.state import parse_version
+    from device.contracts.errors import UserError
+    from device.contracts.exitcodes import Exit
+    from device.contracts.versions import parse_version
 
     try:
         parse_version(args.version)

@@ -9,7 +9,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from device.ota.signing import key_id
+from device.contracts.signing import key_id
 
 
 class SigningKeyError(ValueError):

@@ -26,9 +26,10 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from device import protocol
-from device.ota.fsutil import atomic_write
-from device.protocol import Command, DesiredConfig, DesiredModel
+from device.contracts import protocol
+from device.contracts.durable import atomic_write
+from device.contracts.manifest import Manifest, PackError
+from device.contracts.protocol import Command, DesiredConfig, DesiredModel
 
 ROLLOUTS = "rollouts.json"
 GROUPS = "groups.json"
@@ -125,7 +126,8 @@ def _read_json(path: Path, default: Any) -> Any:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    atomic_write(path, text.encode(), make_parents=True)
 
 
 def set_group(root: Path, name: str, devices: list[str]) -> None:
@@ -208,19 +210,24 @@ def device_outcome(reports: list[dict[str, Any]], device: str, name: str, versio
 
 
 def stage_pack(root: Path, pack_dir: Path) -> dict[str, Any]:
-    """Copy a signed pack under ``<root>/packs``; returns its manifest."""
-    manifest = json.loads((pack_dir / "manifest.json").read_text())
-    if not isinstance(manifest.get("signature"), dict):
+    """Copy a signed pack under ``<root>/packs``; returns its manifest document (what devices
+    verify the signature over, so it is offered exactly as written)."""
+    document = json.loads((pack_dir / "manifest.json").read_text())
+    try:
+        manifest = Manifest.from_document(document)
+    except PackError as exc:
+        raise RolloutError(f"{pack_dir}: {exc}") from None
+    if manifest.signature is None:
         raise RolloutError(f"{pack_dir}: the manifest is not signed (camtrap-cloud model sign)")
-    served = root / "packs" / f"{manifest['name']}@{manifest['version']}"
+    served = root / "packs" / manifest.classified_by
     if served.exists():
-        if json.loads((served / "manifest.json").read_text()) != manifest:
+        if json.loads((served / "manifest.json").read_text()) != document:
             raise RolloutError(f"{served} exists with a different manifest")
-        return manifest
+        return document
     tmp = served.with_name(f".{served.name}.tmp-{uuid.uuid4().hex[:6]}")
     shutil.copytree(pack_dir, tmp)
     tmp.rename(served)
-    return manifest
+    return document
 
 
 def _desired(rollout: dict[str, Any], manifest: dict[str, Any], device: str) -> DesiredModel:

@@ -46,6 +46,8 @@ class PackServer:
     @property
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
+        if isinstance(host, bytes):  # typeshed allows it (AF_UNIX); an IP server gives str
+            host = host.decode()
         return f"{self.scheme}://{host}:{port}"
 
     def pack_url(self, name: str, version: str) -> str:

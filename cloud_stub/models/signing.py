@@ -1,4 +1,9 @@
-"""Sign a pack's manifest in place, or re-sign a copy of a pack as a new version."""
+"""Sign a pack's manifest in place, or re-sign a copy of a pack as a new version.
+
+A pack is signed only once it verifies as the device would load it (``read_pack``: the shared
+``Manifest`` rules, every checksum, the expiry), so what the cloud signs and what a trap
+accepts are checked by the same code.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from cloud_stub.models.keys import load_private_key, new_keypair
-from device.ota.fsutil import atomic_write
-from device.ota.signing import sign_manifest
-from device.ota.state import parse_version
-from device.vision.pack import PackError, load_pack
+from device.contracts.durable import atomic_write
+from device.contracts.manifest import PackError
+from device.contracts.pack import DEFAULT_PACK_DIR, read_pack
+from device.contracts.signing import sign_manifest
+from device.contracts.versions import parse_version
 
 DEFAULT_EXPIRY_DAYS = 30
 
@@ -46,11 +52,15 @@ def sign_pack(
         raise PackError(f"{pack_dir}: a signed manifest needs an expiry time (--expires-days)")
     manifest["created"] = datetime.now(UTC).replace(microsecond=0).isoformat()
     # Write unsigned first and verify (checksums, expiry) before the signature goes on.
-    atomic_write(pack_dir / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
-    load_pack(pack_dir)
+    _write_manifest(pack_dir, manifest)
+    read_pack(pack_dir)
     signed = sign_manifest(manifest, key)
-    atomic_write(pack_dir / "manifest.json", (json.dumps(signed, indent=2) + "\n").encode())
+    _write_manifest(pack_dir, signed)
     return signed
+
+
+def _write_manifest(pack_dir: Path, manifest: dict[str, Any]) -> None:
+    atomic_write(pack_dir / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
 
 
 def resign_pack(
@@ -80,8 +90,6 @@ def resign_default_pack(version: str, out_dir: Path) -> tuple[Path, Path]:
     Makes ``out_dir/keys/camtrap-models.{key,pub}`` and ``out_dir/<name>@<version>/``;
     returns (pack dir, public key path). Give the device the .pub (``ota.trusted_keys``).
     """
-    from device.config import DEFAULT_PACK_DIR
-
     key_path, pub_path = new_keypair(out_dir / "keys")
     name = _read_manifest(DEFAULT_PACK_DIR)["name"]
     pack = resign_pack(DEFAULT_PACK_DIR, out_dir / f"{name}@{version}", version, key_path)

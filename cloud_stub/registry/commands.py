@@ -101,8 +101,8 @@ def _token_new(args: argparse.Namespace) -> int:
 
 def _deployments(args: argparse.Namespace) -> int:
     from cloud_stub.registry.store import DB_NAME, DEPLOYMENT_FIELDS, EXTRA_FIELDS, RegistryStore
-    from device.errors import UserError
-    from device.exitcodes import Exit
+    from device.contracts.errors import UserError
+    from device.contracts.exitcodes import Exit
 
     # Listing must not create an empty registry where the operator mistyped the path.
     if not (args.root / DB_NAME).is_file():
@@ -122,8 +122,8 @@ def _deployments(args: argparse.Namespace) -> int:
 def _push_deployments(args: argparse.Namespace) -> int:
     from cloud_stub.ingest.store import guard_store
     from cloud_stub.registry.store import DB_NAME
-    from device.errors import UserError
-    from device.exitcodes import Exit
+    from device.contracts.errors import UserError
+    from device.contracts.exitcodes import Exit
 
     if not (args.root / DB_NAME).is_file():
         raise UserError(f"no registry at {args.root / DB_NAME}", Exit.NO_INPUT)

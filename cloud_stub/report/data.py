@@ -7,6 +7,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from cloud_stub.export.preference import preferred_observations
 from cloud_stub.export.source import open_readonly
@@ -24,8 +25,8 @@ class HealthPoint:
 
 @dataclass
 class ReportData:
-    detections: Counter = field(default_factory=Counter)  # species -> events
-    hours: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    detections: Counter[str] = field(default_factory=Counter)  # species -> events
+    hours: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
     blank_ratio: dict[str, tuple[int, int]] = field(default_factory=dict)  # device -> (blank, all)
     health: dict[str, list[HealthPoint]] = field(default_factory=dict)
     devices: list[str] = field(default_factory=list)
@@ -34,10 +35,16 @@ class ReportData:
     human_observations: int = 0
 
 
-def _species(row: dict) -> str | None:
+def _species(row: dict[str, Any]) -> str | None:
     if row["observation_type"] != "animal":
         return None
     return row.get("common_name") or row.get("scientific_name") or "animal (unnamed)"
+
+
+def _telemetry_field(payload: dict[str, Any], name: str, wire: str) -> Any:
+    """One field of a stored heartbeat (JSON, so any type). Stored with Python names today;
+    the wire's camelCase is accepted too."""
+    return payload.get(name, payload.get(wire))
 
 
 def load(ingest_root: Path) -> ReportData:
@@ -79,25 +86,20 @@ def load(ingest_root: Path) -> ReportData:
     data.blank_ratio = {d: (b, n) for d, (b, n) in sorted(per_device.items())}
     for row in telemetry:
         payload = json.loads(row["payload"])
-
-        def field_(name: str, wire: str, msg: dict = payload) -> object:
-            # Stored with Python names today; accept the wire's camelCase too.
-            return msg.get(name, msg.get(wire))
-
         at = datetime.fromisoformat(row["sent_at"])
-        free = field_("free_disk_bytes", "freeDiskBytes")
-        queue = field_("queue_depth", "queueDepth")
-        sync = field_("last_sync_at", "lastSyncAt")
+        free = _telemetry_field(payload, "free_disk_bytes", "freeDiskBytes")
+        queue = _telemetry_field(payload, "queue_depth", "queueDepth")
+        sync = _telemetry_field(payload, "last_sync_at", "lastSyncAt")
         data.health.setdefault(row["device_id"], []).append(
             HealthPoint(
                 at=at,
                 free_disk_gb=free / 1e9 if free is not None else None,
                 queue_depth=sum(queue.values()) if isinstance(queue, dict) else None,
-                cpu_temp_c=field_("cpu_temp_c", "cpuTempC"),
+                cpu_temp_c=_telemetry_field(payload, "cpu_temp_c", "cpuTempC"),
                 last_sync_age_min=(at - datetime.fromisoformat(sync)).total_seconds() / 60
                 if sync
                 else None,
-                model_version=field_("model_version", "modelVersion"),
+                model_version=_telemetry_field(payload, "model_version", "modelVersion"),
             )
         )
     return data

@@ -75,7 +75,10 @@ def create_app(config: ReviewConfig) -> Flask:
         MAX_CONTENT_LENGTH=64 * 1024,
     )
     if config.behind_proxy:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_port=1)
+        # Flask's documented way to add WSGI middleware; its stubs type wsgi_app as a method.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_port=1
+        )
     app.extensions["review_config"] = config
     users = users_path(root)
     if read_only and not users.exists():
@@ -158,6 +161,13 @@ def _filters() -> captures.Filters:
         choice = _taxa().resolve(filters.species)
         filters.species = choice.scientific_name if choice else ""
     return filters
+
+
+def _url_keeping(endpoint: str, filters: captures.Filters, **values: str) -> str:
+    """A link to ``endpoint`` that keeps the gallery's filters in its query string."""
+    # One dict of plain values: url_for's own options (_external, ...) are never among them.
+    params: dict[str, Any] = {**values, **filters.query()}
+    return url_for(endpoint, **params)
 
 
 def _local_path(target: str | None) -> str | None:
@@ -267,11 +277,11 @@ def _routes(app: Flask) -> None:
             )
         except ReviewError as exc:
             flash(str(exc), "error")
-            return redirect(url_for("event_view", event_id=event_id, **filters.query()))
+            return redirect(_url_keeping("event_view", filters, event_id=event_id))
         flash(f"saved: {action}" + (f" {choice.display}" if choice else ""), "ok")
         if following:
-            return redirect(url_for("event_view", event_id=following, **filters.query()))
-        return redirect(url_for("captures_view", **filters.query()))
+            return redirect(_url_keeping("event_view", filters, event_id=following))
+        return redirect(_url_keeping("captures_view", filters))
 
     @app.get("/media/<media_id>/<kind>")
     def media(media_id: str, kind: str) -> Any:

@@ -63,7 +63,9 @@ class Filters:
 
     @classmethod
     def from_args(cls, args: Any) -> Filters:
-        return cls(**{f.name: (args.get(f.name) or "").strip() for f in _FIELDS})
+        # Every filter but ``errors`` is a string field named as its query parameter.
+        values: dict[str, Any] = {f.name: (args.get(f.name) or "").strip() for f in _FIELDS}
+        return cls(**values)
 
     def query(self) -> dict[str, str]:
         """The non-empty filters, for links that keep them."""

@@ -121,8 +121,8 @@ def _users(args: argparse.Namespace) -> int:
     import sqlite3
 
     from cloud_stub.review.users import UserError, UserStore, users_path
-    from device.errors import UserError as CommandError
-    from device.exitcodes import Exit
+    from device.contracts.errors import UserError as CommandError
+    from device.contracts.exitcodes import Exit
 
     path = users_path(args.root)
     if not args.root.is_dir():

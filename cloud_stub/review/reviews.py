@@ -11,9 +11,10 @@ import json
 import sqlite3
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from cloud_stub.review.taxa import Choice
+from device.contracts.protocol import ObservationType
 
 ACTIONS = ("confirm", "correct", "blank", "human", "vehicle")
 # The engine's taxonomy key for people (device/vision/engine.py), repeated to avoid importing
@@ -26,39 +27,60 @@ class ReviewError(ValueError):
     pass
 
 
-def _label(action: str, machine: dict[str, Any] | None, choice: Choice | None) -> dict[str, Any]:
-    none = {"scientific_name": None, "common_name": None, "taxon_level": None, "taxonomy": None}
+class Label(TypedDict):
+    """What a review says the event shows, in the observation row's own columns."""
+
+    observation_type: ObservationType
+    scientific_name: str | None
+    common_name: str | None
+    taxon_level: str | None  # a TaxonLevel, or the pack's own word for a picked taxon's rank
+    taxonomy: str | None
+
+
+def _without_taxon(observation_type: ObservationType) -> Label:
+    return Label(
+        observation_type=observation_type,
+        scientific_name=None,
+        common_name=None,
+        taxon_level=None,
+        taxonomy=None,
+    )
+
+
+def _label(action: str, machine: dict[str, Any] | None, choice: Choice | None) -> Label:
     if action == "confirm":
         if machine is None or machine["observation_type"] in ("unknown", "unclassified"):
             raise ReviewError("the machine gave no label to confirm: pick a taxon or a type")
-        return {
-            "observation_type": machine["observation_type"],
-            "scientific_name": machine["scientific_name"],
-            "common_name": machine["common_name"],
-            "taxon_level": machine["taxon_level"],
-            "taxonomy": machine["taxonomy"],
-        }
+        return Label(
+            observation_type=machine["observation_type"],
+            scientific_name=machine["scientific_name"],
+            common_name=machine["common_name"],
+            taxon_level=machine["taxon_level"],
+            taxonomy=machine["taxonomy"],
+        )
     if action == "correct":
         if choice is None:
             raise ReviewError("a correction needs a taxon")
         is_human = choice.scientific_name.casefold() == "homo sapiens"
-        return {
-            "observation_type": "human" if is_human else "animal",
-            "scientific_name": choice.scientific_name,
-            "common_name": choice.common_name,
-            "taxon_level": choice.taxon_level,
-            "taxonomy": choice.taxonomy,
-        }
+        return Label(
+            observation_type="human" if is_human else "animal",
+            scientific_name=choice.scientific_name,
+            common_name=choice.common_name,
+            taxon_level=choice.taxon_level,
+            taxonomy=choice.taxonomy,
+        )
     if action == "human":
-        return {
-            "observation_type": "human",
-            "scientific_name": "Homo sapiens",
-            "common_name": "human",
-            "taxon_level": "species",
-            "taxonomy": HUMAN_TAXONOMY,
-        }
-    if action in ("blank", "vehicle"):
-        return {"observation_type": action, **none}
+        return Label(
+            observation_type="human",
+            scientific_name="Homo sapiens",
+            common_name="human",
+            taxon_level="species",
+            taxonomy=HUMAN_TAXONOMY,
+        )
+    if action == "blank":
+        return _without_taxon("blank")
+    if action == "vehicle":
+        return _without_taxon("vehicle")
     raise ReviewError(f"unknown action {action!r}")
 
 

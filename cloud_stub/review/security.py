@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Response, abort, current_app, g, redirect, request, session, url_for
+from werkzeug.wrappers import Response as BaseResponse
 
 from cloud_stub.review.users import User, UserStore
 
@@ -48,7 +49,7 @@ def _same_origin(value: str) -> bool:
     return (parts.scheme, parts.netloc) == (here.scheme, here.netloc)
 
 
-def check_request() -> Response | None:
+def check_request() -> BaseResponse | None:
     """``before_request``: load the user, refuse anonymous access and cross-site posts."""
     g.user = _session_user()
     if request.endpoint not in PUBLIC_ENDPOINTS and g.user is None:

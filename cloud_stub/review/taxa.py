@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from device.config import DEFAULT_PACK_DIR
-from device.vision.pack import load_pack
-from device.vision.taxa import ancestor_key, key_level, scientific_name_of
+from device.contracts.pack import DEFAULT_PACK_DIR, read_pack
+from device.contracts.taxa import ancestor_key, key_level, scientific_name_of
 
 # Ranks from the most to the least specific, for sorting a search's results.
 _RANK_ORDER = {"species": 0, "genus": 1, "family": 2, "order": 3, "class": 4, "kingdom": 5}
@@ -46,7 +45,7 @@ class TaxonList:
 
     @classmethod
     def from_pack(cls, pack_path: Path | None = None) -> TaxonList:
-        pack = load_pack(pack_path or DEFAULT_PACK_DIR)
+        pack = read_pack(pack_path or DEFAULT_PACK_DIR)
         by_key: dict[str, Choice] = {}
         for taxon in pack.taxa:
             if taxon.kind != "animal" or not any(taxon.taxonomy):

@@ -29,7 +29,6 @@ What it does, in order:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.metadata as md
 import json
 import os
@@ -47,10 +46,12 @@ import numpy as np
 from PIL import Image
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+# The repository, for the scripts beside this one and device.contracts.hashing: none of them
+# needs more than the standard library and numpy (the build venv has no pydantic).
+sys.path.insert(0, str(HERE.parents[1]))
 
-import effnet_lite  # noqa: E402
-import pack_metadata  # noqa: E402
+from device.contracts.hashing import sha256_file  # noqa: E402
+from device.models import effnet_lite, pack_metadata  # noqa: E402
 
 PACK_NAME = "efficientnet-lite0-imagenet"
 PACK_VERSION = "1.0.0"
@@ -102,19 +103,12 @@ def seed_everything() -> None:
     torch.manual_seed(SEED)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def load_state() -> tuple[dict[str, np.ndarray], Path]:
     import torch
 
     dist = md.distribution(WEIGHTS_PACKAGE)
-    path = next(Path(dist.locate_file(f)) for f in dist.files or [] if f.name == WEIGHTS_FILE)
+    # locate_file is typed as a SimplePath; an installed distribution's is a real path.
+    path = next(Path(str(dist.locate_file(f))) for f in dist.files or [] if f.name == WEIGHTS_FILE)
     # weights_only: the file is a plain state dict, so refuse to run any pickled code.
     sd = torch.load(path, map_location="cpu", weights_only=True)
     state = {k: v.numpy() for k, v in sd.items() if not k.endswith("num_batches_tracked")}
@@ -128,7 +122,7 @@ def center_crop_resize(img: Image.Image, size: int = effnet_lite.INPUT_SIZE) -> 
     w, h = img.size
     s = min(w, h)
     left, top = (w - s) // 2, (h - s) // 2
-    return img.crop((left, top, left + s, top + s)).resize((size, size), Image.BILINEAR)
+    return img.crop((left, top, left + s, top + s)).resize((size, size), Image.Resampling.BILINEAR)
 
 
 def skimage_rgb(name: str) -> Image.Image:
@@ -143,7 +137,7 @@ def random_crop(img: Image.Image, rng: np.random.Generator) -> np.ndarray:
     left = int(rng.integers(0, w - side + 1))
     top = int(rng.integers(0, h - side + 1))
     crop = img.crop((left, top, left + side, top + side)).resize(
-        (effnet_lite.INPUT_SIZE, effnet_lite.INPUT_SIZE), Image.BILINEAR
+        (effnet_lite.INPUT_SIZE, effnet_lite.INPUT_SIZE), Image.Resampling.BILINEAR
     )
     arr = np.asarray(crop, dtype=np.float32)
     if rng.random() < 0.5:
@@ -156,7 +150,7 @@ def synthetic_image(rng: np.random.Generator) -> np.ndarray:
     """Smooth colour fields plus noise: stands in for blank, evenly lit scenes."""
     n = effnet_lite.INPUT_SIZE
     coarse = rng.uniform(0, 255, size=(int(rng.integers(2, 9)),) * 2 + (3,)).astype(np.uint8)
-    field = np.asarray(Image.fromarray(coarse).resize((n, n), Image.BICUBIC), np.float32)
+    field = np.asarray(Image.fromarray(coarse).resize((n, n), Image.Resampling.BICUBIC), np.float32)
     field += rng.normal(0, rng.uniform(2, 25), size=field.shape)
     return np.clip(field, 0, 255).astype(np.uint8)
 
@@ -216,7 +210,7 @@ class TfliteRunner:
         return (raw - o_zero) * o_scale
 
 
-def agreement(model, runner: TfliteRunner, images: list[np.ndarray]) -> dict[str, float]:
+def agreement(model, runner: TfliteRunner, images: list[np.ndarray]) -> dict[str, float | None]:
     batch = np.concatenate([to_float(p) for p in images])
     ref = model.predict(batch, batch_size=16, verbose=0)
     q = np.stack([runner.probabilities(p) for p in images])
@@ -243,7 +237,7 @@ def write_golden(pack: Path, runner: TfliteRunner, names: list[str]) -> list[dic
     entries = []
     for image_name, expected in GOLDEN:
         img = skimage_rgb(image_name)
-        img.thumbnail((GOLDEN_MAX_SIDE, GOLDEN_MAX_SIDE), Image.LANCZOS)
+        img.thumbnail((GOLDEN_MAX_SIDE, GOLDEN_MAX_SIDE), Image.Resampling.LANCZOS)
         path = golden_dir / f"{image_name}.jpg"
         img.save(path, format="JPEG", quality=90, optimize=False)
         # Judge the image as the device will see it: decoded from the JPEG just written.

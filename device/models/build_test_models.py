@@ -12,7 +12,6 @@ Writes README.md beside the models with what each one is.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from pathlib import Path
@@ -26,7 +25,12 @@ import numpy as np
 SEED = 4242
 SIDE = 32
 CLASSES = 4
-OUT = Path(__file__).resolve().parents[2] / "tests" / "data" / "models"
+REPO = Path(__file__).resolve().parents[2]
+OUT = REPO / "tests" / "data" / "models"
+# device.contracts.hashing needs only the standard library (the build venv has no pydantic).
+sys.path.insert(0, str(REPO))
+
+from device.contracts.hashing import sha256_hex  # noqa: E402
 
 
 def tiny_model():
@@ -99,7 +103,7 @@ def main() -> int:
     rows = []
     for name, (what, data) in builds.items():
         (OUT / name).write_bytes(data)
-        sha = hashlib.sha256(data).hexdigest()
+        sha = sha256_hex(data)
         rows.append(f"| `{name}` | {len(data)} | {what} | {describe(data)} | `{sha[:16]}` |")
         print(name, len(data), describe(data))
     readme = "\n".join(

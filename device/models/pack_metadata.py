@@ -66,7 +66,8 @@ def imagenet_classes() -> list[ImagenetClass]:
     """The 1000 classes in the model's output order (sorted WordNet ids)."""
     # Read through the distribution's file list: importing timm would need torchvision.
     dist = metadata.distribution("timm")
-    info = Path(dist.locate_file("timm/data/_info"))
+    # locate_file is typed as a SimplePath; an installed distribution's is a real path.
+    info = Path(str(dist.locate_file("timm/data/_info")))
     wnids = (info / "imagenet_synsets.txt").read_text().split()
     lemmas = dict(
         line.split("\t", 1)

@@ -12,8 +12,8 @@ if TYPE_CHECKING:
 
 
 def ota_status(settings: Settings) -> dict[str, Any]:
+    from device.contracts.signing import trusted_keys
     from device.ota.layout import Layout, active_pack_path
-    from device.ota.signing import trusted_keys
     from device.ota.state import StateFile
 
     layout = Layout.of(settings)
@@ -37,7 +37,7 @@ def ota_status(settings: Settings) -> dict[str, Any]:
 
 
 def cmd_status(args: argparse.Namespace, load: Callable[[], Settings]) -> int:
-    from device.errors import UserError
+    from device.contracts.errors import UserError
     from device.store.health import StoreState, inspect
 
     settings = load()

@@ -7,7 +7,6 @@ is renamed to its final name only once its size and sha256 equal the manifest's.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import re
@@ -18,7 +17,8 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-from device.ota.fsutil import fsync_dir
+from device.contracts.durable import fsync_dir
+from device.contracts.hashing import sha256_file
 
 BLOCK = 64 * 1024
 _CONTENT_RANGE = re.compile(r"bytes (?:\d+-\d+|\*)/(\d+)")
@@ -33,14 +33,6 @@ def file_url(base: str, name: str) -> str:
     if scheme not in ("http", "https"):
         raise DownloadError(f"pack URL scheme {scheme!r} is not http or https")
     return base.rstrip("/") + "/" + quote(name)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1024 * 1024), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class Downloader:
@@ -60,14 +52,14 @@ class Downloader:
 
     def fetch(self, url: str, final: Path, size: int, sha256: str) -> None:
         """Make ``final`` hold exactly the ``size`` bytes whose digest is ``sha256``."""
-        if final.exists() and final.stat().st_size == size and sha256_of(final) == sha256:
+        if final.exists() and final.stat().st_size == size and sha256_file(final) == sha256:
             return
         final.parent.mkdir(parents=True, exist_ok=True)
         part = final.with_name(final.name + ".part")
         restarted = False
         while True:
             self._fill(url, part, size)
-            if sha256_of(part) == sha256:
+            if sha256_file(part) == sha256:
                 break
             part.unlink()
             if restarted:
@@ -117,11 +109,11 @@ class Downloader:
                 have = 0  # the server ignored Range: start over
             elif have:
                 self.resumed += 1
-            served = _served_total(response)
-            if served is not None and served < size:
+            stated = _served_total(response)
+            if stated is not None and stated < size:
                 # A short file on the server stays short: no retry can fix it.
                 raise DownloadError(
-                    f"{part.name[:-5]}: server has {served} bytes, manifest says {size}"
+                    f"{part.name[:-5]}: server has {stated} bytes, manifest says {size}"
                 )
             mode = "r+b" if have else "wb"
             if not part.exists():

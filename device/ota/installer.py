@@ -4,7 +4,9 @@ Order matters and is the security argument (docs/ota.md): nothing from the netwo
 before the manifest's signature verified against a trusted key; nothing is downloaded for a
 version that is not strictly newer than the anti-rollback floor or whose manifest expired; no
 file is kept unless its size and sha256 are the signed manifest's; ``current`` moves only to a
-complete, fsync'd directory that passed the golden self-test.
+complete, fsync'd directory that passed the golden self-test. The manifest is read by the same
+``Manifest`` model that loads packs and that the cloud signs with, so the three never disagree
+on what a valid manifest is.
 """
 
 from __future__ import annotations
@@ -15,19 +17,20 @@ import os
 import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import device
+from device.contracts.durable import atomic_symlink, copy_durably, fsync_dir, fsync_tree
+from device.contracts.manifest import Manifest, PackError
+from device.contracts.protocol import DesiredModel
+from device.contracts.signing import SignatureError, verify_manifest
+from device.contracts.versions import newer, parse_version
 from device.ota import layout as layout_mod
 from device.ota.download import Downloader, DownloadError, file_url
-from device.ota.fsutil import atomic_symlink, copy_durably, fsync_dir, fsync_tree
 from device.ota.layout import Layout
 from device.ota.reports import Reporter
-from device.ota.signing import SignatureError, verify_manifest
-from device.ota.state import StateFile, Trial, newer, parse_version
-from device.protocol import DesiredModel
-from device.vision.pack import FORMAT, PackError
+from device.ota.state import StateFile, Trial
 
 if TYPE_CHECKING:
     from device.config import Settings
@@ -47,11 +50,6 @@ class Rejected(Exception):
         super().__init__(reason)
         self.step = step
         self.reason = reason
-
-
-def _safe_name(name: str) -> bool:
-    path = PurePosixPath(name)
-    return bool(name) and not path.is_absolute() and ".." not in path.parts and "\\" not in name
 
 
 def _write_synced(path: Path, data: dict[str, Any]) -> None:
@@ -149,11 +147,11 @@ class ModelUpdater:
             self.report(f"model.{step}.ok", "info", {**base, **extra})
 
         try:
-            key = self._verify(desired)
+            key, manifest = self._verify(desired)
             ok("verify", key_id=key)
-            download = self._download(desired)
+            download = self._download(desired, manifest)
             ok("download", resumed=self.downloader.resumed)
-            pack_dir = self._stage(desired, download)
+            pack_dir = self._stage(desired, manifest, download)
             ok("stage")
             engine = self._self_test(desired, pack_dir)
             ok("selftest")
@@ -170,53 +168,30 @@ class ModelUpdater:
             self.report(f"model.{exc.step}.failed", "error", {**base, "detail": exc.reason})
             return exc.step
 
-    def _verify(self, desired: DesiredModel) -> str:
-        manifest = desired.manifest
+    def _verify(self, desired: DesiredModel) -> tuple[str, Manifest]:
+        """The signing key's id and the manifest, once every check before a download passed:
+        signature, name/version, format rules, anti-rollback, agent version, expiry, sizes,
+        golden images."""
         try:
-            key = verify_manifest(manifest, self.trusted)
+            key = verify_manifest(desired.manifest, self.trusted)
         except SignatureError as exc:
             raise Rejected("verify", f"signature: {exc}") from None
-        if manifest.get("format") != FORMAT:
-            raise Rejected("verify", f"manifest format is not {FORMAT}")
-        if manifest.get("name") != desired.name or manifest.get("version") != desired.version:
-            raise Rejected("verify", "message name/version differ from the signed manifest")
-        floor = self.state.state.floor_version or self._configured_version()
         try:
+            manifest = Manifest.from_document(desired.manifest)
+            if manifest.name != desired.name or manifest.version != desired.version:
+                raise Rejected("verify", "message name/version differ from the signed manifest")
+            floor = self.state.state.floor_version or self._configured_version()
             if not newer(desired.version, floor):
                 raise Rejected(
                     "verify",
                     f"version {desired.version} is not newer than installed {floor} "
                     "(anti-rollback)",
                 )
-            needed = manifest.get("min_agent_version")
-            if needed and parse_version(device.__version__) < parse_version(str(needed)):
-                raise Rejected("verify", f"needs agent {needed}, this is {device.__version__}")
-        except ValueError as exc:
+            manifest.check_agent(device.__version__)
+            manifest.check_offer()
+        except ValueError as exc:  # PackError, or a floor that is no version
             raise Rejected("verify", str(exc)) from None
-        expires = manifest.get("expires")
-        if not expires:
-            raise Rejected("verify", "manifest has no expiry time")
-        try:
-            when = datetime.fromisoformat(str(expires))
-        except ValueError:
-            raise Rejected("verify", f"expires {expires!r} is not ISO 8601") from None
-        if when.tzinfo is None:
-            raise Rejected("verify", "expires has no UTC offset")
-        if when <= datetime.now(UTC):
-            raise Rejected("verify", f"manifest expired at {expires}")
-        files = manifest.get("files")
-        if not isinstance(files, dict) or not files:
-            raise Rejected("verify", "manifest lists no files")
-        for name, meta in files.items():
-            if not _safe_name(name) or name in ("manifest.json", "manifest.signed.json"):
-                raise Rejected("verify", f"unsafe file name {name!r}")
-            if not isinstance(meta, dict) or not isinstance(meta.get("size"), int):
-                raise Rejected("verify", f"files[{name!r}] needs a size and a sha256")
-            if not isinstance(meta.get("sha256"), str) or len(meta["sha256"]) != 64:
-                raise Rejected("verify", f"files[{name!r}] needs a size and a sha256")
-        if not manifest.get("golden"):
-            raise Rejected("verify", "an OTA pack must carry golden images for its self-test")
-        return key
+        return key, manifest
 
     def _configured_version(self) -> str | None:
         try:
@@ -225,13 +200,14 @@ class ModelUpdater:
         except (OSError, ValueError):
             return None
 
-    def _download(self, desired: DesiredModel) -> Path:
+    def _download(self, desired: DesiredModel, manifest: Manifest) -> Path:
         target = self.layout.incoming / f"{desired.name}@{desired.version}"
         self.downloader.resumed = 0
         try:
-            for name, meta in sorted(desired.manifest["files"].items()):
+            for name, entry in sorted(manifest.files.items()):
+                assert entry.size is not None  # check_offer refuses a file without a size
                 self.downloader.fetch(
-                    file_url(desired.url, name), target / name, meta["size"], meta["sha256"]
+                    file_url(desired.url, name), target / name, entry.size, entry.sha256
                 )
         except DownloadError as exc:
             raise Rejected("download", str(exc)) from None
@@ -239,7 +215,7 @@ class ModelUpdater:
             raise Rejected("download", f"local storage: {exc}") from None
         return target
 
-    def _stage(self, desired: DesiredModel, download: Path) -> Path:
+    def _stage(self, desired: DesiredModel, manifest: Manifest, download: Path) -> Path:
         """Copy into ``packs/.staging-*`` (each file fsync'd), write the manifests, fsync the
         tree, rename to ``packs/<name>@<version>``, fsync ``packs``."""
         final = self.layout.pack_dir(desired.name, desired.version)
@@ -247,7 +223,7 @@ class ModelUpdater:
         try:
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir(parents=True)
-            for name in desired.manifest["files"]:
+            for name in manifest.files:
                 copy_durably(download / name, staging / name)
             signed = desired.manifest
             _write_synced(staging / "manifest.signed.json", signed)

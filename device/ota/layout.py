@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from device.ota.fsutil import fsync_dir
+from device.contracts.durable import fsync_dir
 from device.vision.pack import PackError, load_pack
 
 if TYPE_CHECKING:

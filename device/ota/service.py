@@ -14,18 +14,19 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from device.contracts.protocol import DesiredConfig, DesiredModel, ProtocolError, decode
+from device.contracts.signing import trusted_keys
 from device.ota import remote_config
 from device.ota.engine_guard import EngineGuard
 from device.ota.installer import EngineLoader, ModelUpdater, _default_loader
 from device.ota.layout import Layout
 from device.ota.remote_commands import AgentCallbacks, CommandHandler
 from device.ota.reports import Reporter
-from device.ota.signing import trusted_keys
 from device.ota.state import StateFile
-from device.protocol import DesiredConfig, DesiredModel, ProtocolError, decode
 
 if TYPE_CHECKING:
     from device.config import Settings
+    from device.ota.agent_hooks import ServingDoor
     from device.vision.engine import VisionEngine
 
 log = logging.getLogger("camtrap.ota")
@@ -43,7 +44,7 @@ class OtaService:
         guard: EngineGuard | None = None,
         engine_loader: EngineLoader | None = None,
         on_config_applied: Callable[[list[str]], None] | None = None,
-        worker: Any = None,
+        worker: ServingDoor | None = None,
     ) -> None:
         self.settings = settings
         self.device_id = settings.device.id
@@ -66,8 +67,8 @@ class OtaService:
             self.device_id, callbacks or AgentCallbacks(), self.state, report
         )
         self.on_config_applied = on_config_applied
-        # The classification worker (anything with an ``engine`` attribute): it is handed the
-        # guard once a pack serves, and from then on only the guard's engine changes.
+        # The classification worker's serving door: it is handed the guard once a pack
+        # serves (``serve``), and from then on only the guard's engine changes.
         self.worker = worker
         self._model_q: queue.Queue[Any] = queue.Queue()
         self._control_q: queue.Queue[Any] = queue.Queue()
@@ -165,7 +166,7 @@ class OtaService:
     def _serve(self, engine: VisionEngine, trial: int) -> None:
         self.guard.swap(engine, trial, self._trial_result if trial else None)
         if self.worker is not None and self.worker.engine is not self.guard:
-            self.worker.engine = self.guard
+            self.worker.serve(self.guard)
 
     def _trial_result(self, passed: bool, detail: str) -> None:
         # The worker thread's word; the symlink and the state move on the model thread.

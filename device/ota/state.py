@@ -1,11 +1,12 @@
 """What the device remembers about updates across restarts, in one small fsync'd JSON file.
 
-``floor_version`` is the anti-rollback floor: the highest pack version ever switched to. An
-update must be strictly newer, so a replayed (validly signed) older manifest is refused even
-after the device rolled back to an older pack. ``failed`` lists versions that failed their
-self-test or trial, so a retained desired-model message does not retry them on every
-reconnect. ``trial`` is a pack in its first-N-inferences window. ``config`` is the last
-applied remote configuration (re-applied at start, see ``remote_config``).
+``floor_version`` is the anti-rollback floor: the highest pack version ever switched to
+(ordered by ``device.contracts.versions``). An update must be strictly newer, so a replayed
+(validly signed) older manifest is refused even after the device rolled back to an older pack.
+``failed`` lists versions that failed their self-test or trial, so a retained desired-model
+message does not retry them on every reconnect. ``trial`` is a pack in its first-N-inferences
+window. ``config`` is the last applied remote configuration (re-applied at start, see
+``remote_config``).
 """
 
 from __future__ import annotations
@@ -16,22 +17,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from device.ota.fsutil import atomic_write
+from device.contracts.durable import atomic_write
+from device.contracts.versions import newer
 
 MAX_FAILED = 50
-
-
-def parse_version(text: str) -> tuple[int, ...]:
-    """Dotted numbers ("1.2.10"), compared numerically; a build suffix (+x, -x) is ignored."""
-    core = str(text).split("+")[0].split("-")[0]
-    parts = core.split(".")
-    if not core or not all(p.isdigit() for p in parts):
-        raise ValueError(f"version {text!r} is not dotted numbers")
-    return tuple(int(p) for p in parts)
-
-
-def newer(candidate: str, than: str | None) -> bool:
-    return than is None or parse_version(candidate) > parse_version(than)
 
 
 @dataclass
@@ -86,7 +75,8 @@ class StateFile:
             while len(self.state.failed) > MAX_FAILED:
                 self.state.failed.pop(next(iter(self.state.failed)))
             data = asdict(self.state)
-            atomic_write(self.path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+            text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+            atomic_write(self.path, text.encode(), make_parents=True)
 
     def raise_floor(self, version: str) -> None:
         with self.lock:

@@ -1,32 +1,42 @@
 """Crash-safe files under the data dir.
 
 A file reaches its final name only complete: ``x.part`` in the same directory, fsync,
-``os.replace``, fsync the directory. The data dir itself is never created here: if it vanished
-(an unmounted card), recreating it on the root file system would hide the fault.
+``os.replace``, fsync the directory (``device.contracts.durable``, shared with OTA and the
+cloud). The data dir itself is never created here: if it vanished (an unmounted card),
+recreating it on the root file system would hide the fault.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from datetime import datetime
 from pathlib import Path
 
-PART_SUFFIX = ".part"
+from device.contracts import durable
+from device.contracts.durable import PART_SUFFIX, fsync_dir
+from device.contracts.hashing import sha256_file, sha256_hex
+
+__all__ = [
+    "MEDIA_DIR",
+    "PART_SUFFIX",
+    "THUMB_DIR",
+    "DataDirUnavailable",
+    "atomic_write",
+    "dated_parts",
+    "ensure_subdir",
+    "fsync_dir",
+    "jpeg_problem",
+    "media_relpath",
+    "sha256_file",
+    "sha256_hex",
+]
+
 MEDIA_DIR = "media"
 THUMB_DIR = "thumbs"
 
 
 class DataDirUnavailable(OSError):
     """The data dir is missing or not writable."""
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def ensure_subdir(root: Path, *parts: str) -> Path:
@@ -47,20 +57,9 @@ def ensure_subdir(root: Path, *parts: str) -> Path:
 
 
 def atomic_write(directory: Path, name: str, data: bytes) -> Path:
-    final = directory / name
-    part = directory / (name + PART_SUFFIX)
-    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-    try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(part, final)
-    fsync_dir(directory)
-    return final
+    """``directory/name`` written durably, readable by the agent's group only (0640); the
+    directory must exist (``ensure_subdir``)."""
+    return durable.atomic_write(directory / name, data, mode=0o640)
 
 
 def dated_parts(moment: datetime) -> tuple[str, str, str]:
@@ -69,18 +68,6 @@ def dated_parts(moment: datetime) -> tuple[str, str, str]:
 
 def media_relpath(moment: datetime, media_id: str, top: str = MEDIA_DIR) -> Path:
     return Path(top, *dated_parts(moment), f"{media_id}.jpg")
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def jpeg_problem(data: bytes) -> str | None:

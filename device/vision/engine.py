@@ -12,18 +12,21 @@ serving engine untouched. One engine per thread (the interpreter is not thread-s
 
 from __future__ import annotations
 
+import copy
 import io
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from PIL import Image
 
 import device
+from device.contracts.protocol import ObservationType, TaxonLevel
 from device.vision.motion import MotionModel, MotionResult
 from device.vision.pack import ModelPack, PackError, load_pack
 from device.vision.preprocess import (
@@ -58,21 +61,21 @@ class EventFrame:
 @dataclass
 class ObservationRow:  # maps 1:1 onto the `observations` table in device/store/schema.py
     media_id: str | None  # None = event-level observation
-    observation_type: str  # animal|human|vehicle|blank|unknown|unclassified
+    observation_type: ObservationType
     scientific_name: str | None
     common_name: str | None
-    taxon_level: str | None  # species|genus|family|order|class|kingdom
+    taxon_level: TaxonLevel | None
     taxonomy: str | None  # "class;order;family;genus;species"
     count: int | None
     classification_probability: float | None
     blank_score: float | None
     classified_by: str  # "name@version"
     bbox: tuple[float, float, float, float] | None = None  # normalised x, y, w, h top-left
-    details: dict = field(default_factory=dict)  # top-k, rollup path, geofence, ms
+    details: dict[str, Any] = field(default_factory=dict)  # top-k, rollup path, geofence, ms
 
     @classmethod
     def unclassified(
-        cls, classified_by: str, details: dict, blank_score: float | None = None
+        cls, classified_by: str, details: dict[str, Any], blank_score: float | None = None
     ) -> ObservationRow:
         """An event-level row saying the event could not be classified (never blank)."""
         return cls(
@@ -101,16 +104,16 @@ class EventVerdict:
 @dataclass
 class ImageResult:
     file: str
-    observation_type: str
+    observation_type: ObservationType
     scientific_name: str | None
     common_name: str | None
-    taxon_level: str | None
+    taxon_level: TaxonLevel | None
     taxonomy: str | None
     confidence: float | None
     blank_score: float
     is_blank: bool
     ms: float
-    details: dict = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -139,14 +142,27 @@ class _FrameResult:
     blank_score: float
 
 
-def _norm_box(box: Box, size: tuple[int, int]) -> list[float]:
+def _norm_box(box: Box, size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """A pixel box (left, top, right, bottom) as normalised x, y, w, h from the top left."""
     w, h = size
-    return [
+    return (
         round(box[0] / w, 4),
         round(box[1] / h, 4),
         round((box[2] - box[0]) / w, 4),
         round((box[3] - box[1]) / h, 4),
-    ]
+    )
+
+
+class ServingEngine(Protocol):
+    """What the classification worker uses of the engine it serves: a ``VisionEngine``, or
+    the OTA room's ``EngineGuard`` around one (trials and rollback)."""
+
+    def classify_event(self, frames: Sequence[EventFrame]) -> EventVerdict: ...
+
+    def learn_background(self, lores: np.ndarray) -> None: ...
+
+    @property
+    def classified_by(self) -> str | None: ...
 
 
 class VisionEngine:
@@ -317,7 +333,7 @@ class VisionEngine:
             crops=[
                 {
                     "crop": c.name,
-                    "box": _norm_box(c.box, image.size),
+                    "box": list(_norm_box(c.box, image.size)),
                     "nonblank": round(c.nonblank, 4),
                     "evidence": round(evidence(c), 4),
                 }
@@ -352,40 +368,40 @@ class VisionEngine:
                 "admin1": self.geofence.admin1,
             },
         }
-        base = {
-            "media_id": media_id,
-            "count": None,
-            "blank_score": round(blank_score, 4),
-            "classified_by": self.classified_by,
-            "details": details,
-        }
+        # What every verdict below shares; each says what it found.
+        row = partial(
+            ObservationRow,
+            media_id=media_id,
+            count=None,
+            blank_score=round(blank_score, 4),
+            classified_by=self.classified_by,
+            details=details,
+        )
         if is_blank:
-            return ObservationRow(
+            return row(
                 observation_type="blank",
                 scientific_name=None,
                 common_name=None,
                 taxon_level=None,
                 taxonomy=None,
                 classification_probability=round(blank_score, 4),
-                **base,
             )
         kind, score = max(
             ((k, crop.kinds.get(k, 0.0)) for k in ("animal", "human", "vehicle")),
             key=lambda kv: kv[1],
         )
-        bbox = None if crop.name == "full" else tuple(_norm_box(crop.box, size))
+        bbox = None if crop.name == "full" else _norm_box(crop.box, size)
         if score < self.thresholds.animal:
-            return ObservationRow(
+            return row(
                 observation_type="unknown",
                 scientific_name=None,
                 common_name=None,
                 taxon_level=None,
                 taxonomy=None,
                 classification_probability=round(1.0 - blank_score, 4),
-                **base,
             )
         if kind == "human":
-            return ObservationRow(
+            return row(
                 observation_type="human",
                 scientific_name="Homo sapiens",
                 common_name="human",
@@ -393,10 +409,9 @@ class VisionEngine:
                 taxonomy=HUMAN_TAXONOMY,
                 classification_probability=round(score, 4),
                 bbox=bbox,
-                **base,
             )
         if kind == "vehicle":
-            return ObservationRow(
+            return row(
                 observation_type="vehicle",
                 scientific_name=None,
                 common_name=None,
@@ -404,7 +419,6 @@ class VisionEngine:
                 taxonomy=None,
                 classification_probability=round(score, 4),
                 bbox=bbox,
-                **base,
             )
         rolled = self.index.rollup(
             crop.scores, self.geofence, self.thresholds.species, self.thresholds.rollup, top_k=5
@@ -412,7 +426,7 @@ class VisionEngine:
         details["rollup"] = rolled.path
         if rolled.key is None:
             # No level reached the threshold: as SpeciesNet does, name the kingdom.
-            return ObservationRow(
+            return row(
                 observation_type="animal",
                 scientific_name="Animalia",
                 common_name="animal",
@@ -420,10 +434,9 @@ class VisionEngine:
                 taxonomy=None,
                 classification_probability=round(score, 4),
                 bbox=bbox,
-                **base,
             )
         sci, common = self._names.get(rolled.key, (None, None))
-        return ObservationRow(
+        return row(
             observation_type="animal",
             scientific_name=sci or scientific_name_of(rolled.key),
             common_name=common,
@@ -431,12 +444,11 @@ class VisionEngine:
             taxonomy=None if rolled.key == "animalia" else rolled.key,
             classification_probability=round(rolled.score, 4),
             bbox=bbox,
-            **base,
         )
 
     # ----------------------------------------------------------------- public API
 
-    def learn_background(self, lores: np.ndarray) -> None:
+    def learn_background(self, lores: np.ndarray | None) -> None:
         """Feed a frame known to show the empty scene (timelapse, or a frame of a blank event)."""
         if lores is not None and lores.ndim == 2 and lores.size:
             self.motion.learn(lores)
@@ -523,13 +535,17 @@ class VisionEngine:
                     -(row.classification_probability or 0.0),
                 ),
             )
-        event = ObservationRow(
-            **{
-                **asdict(best),
-                "media_id": None,
-                "blank_score": round(blank_score, 4),
-                "details": {**best.details, "from_media": best.media_id, "frames": len(results)},
-            }
+        # The event row is the best frame's verdict. Its details are a deep copy, so adding the
+        # event's own facts never changes the frame row stored beside it.
+        event = replace(
+            best,
+            media_id=None,
+            blank_score=round(blank_score, 4),
+            details={
+                **copy.deepcopy(best.details),
+                "from_media": best.media_id,
+                "frames": len(results),
+            },
         )
         if errors:
             event.details["frame_errors"] = errors

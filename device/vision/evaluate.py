@@ -13,20 +13,23 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeGuard
 
+from device.contracts.protocol import ObservationType
 from device.vision.engine import ImageResult, VisionEngine
 from device.vision.preprocess import ImageError
 from device.vision.taxa import split_taxonomy
 
-TRUE_LABELS = ("animal", "blank", "human", "vehicle")
-PREDICTED = ("animal", "human", "vehicle", "blank", "unknown")
+# A label names what the image shows, in the observation types the engine answers with.
+TRUE_LABELS: tuple[ObservationType, ...] = ("animal", "blank", "human", "vehicle")
+PREDICTED: tuple[ObservationType, ...] = ("animal", "human", "vehicle", "blank", "unknown")
 SWEEP = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99)
 
 
 @dataclass
 class Sample:
     file: str
-    label: str
+    label: ObservationType
     species: str | None
     result: ImageResult | None = None
     error: str | None = None
@@ -47,11 +50,15 @@ class Report:
     samples: list[Sample]
     at_threshold: Rates
     sweep: list[Rates]
-    confusion: dict[str, Counter]
+    confusion: dict[ObservationType, Counter[ObservationType]]
     species_top1: float | None
     genus_top1: float | None
     species_scored: int
     species_not_in_model: list[str] = field(default_factory=list)
+
+
+def _is_true_label(text: str) -> TypeGuard[ObservationType]:
+    return text in TRUE_LABELS
 
 
 def read_labels(path: Path) -> list[Sample]:
@@ -72,7 +79,7 @@ def _read_labels(path: Path) -> list[Sample]:
         samples = []
         for n, row in enumerate(reader, 2):
             label = (row.get("label") or "").strip().lower()
-            if label not in TRUE_LABELS:
+            if not _is_true_label(label):
                 raise ValueError(
                     f"{path}:{n}: label {label!r} is not one of {', '.join(TRUE_LABELS)}"
                 )
@@ -89,7 +96,7 @@ def _ratio(num: int, den: int) -> float | None:
 
 def rates(samples: list[Sample], threshold: float) -> Rates:
     scored = [s for s in samples if s.result is not None]
-    kept = {id(s) for s in scored if s.result.blank_score < threshold}
+    kept = {id(s) for s in samples if s.result is not None and s.result.blank_score < threshold}
     animals = [s for s in scored if s.label == "animal"]
     nonblank = [s for s in scored if s.label != "blank"]
     blanks = [s for s in scored if s.label == "blank"]
@@ -126,7 +133,9 @@ def evaluate(engine: VisionEngine, folder: Path, labels_csv: Path) -> Report:
         except ImageError as exc:
             sample.error = str(exc)
     threshold = engine.thresholds.blank
-    confusion: dict[str, Counter] = {label: Counter() for label in TRUE_LABELS}
+    confusion: dict[ObservationType, Counter[ObservationType]] = {
+        label: Counter() for label in TRUE_LABELS
+    }
     for s in samples:
         if s.result is not None:
             confusion[s.label][s.result.observation_type] += 1
@@ -197,11 +206,12 @@ def format_report(report: Report) -> str:
         f"{'threshold':>10}{'animal recall':>15}{'not-blank rec.':>16}"
         f"{'blanks removed':>16}{'precision':>11}",
     ]
-    for s in report.sweep:
-        mark = "  <- configured" if abs(s.threshold - report.threshold) < 1e-9 else ""
+    for rate in report.sweep:
+        mark = "  <- configured" if abs(rate.threshold - report.threshold) < 1e-9 else ""
         lines.append(
-            f"{s.threshold:>10.3f}{_pct(s.animal_recall):>15}{_pct(s.nonblank_recall):>16}"
-            f"{_pct(s.blanks_removed):>16}{_pct(s.precision):>11}{mark}"
+            f"{rate.threshold:>10.3f}{_pct(rate.animal_recall):>15}"
+            f"{_pct(rate.nonblank_recall):>16}{_pct(rate.blanks_removed):>16}"
+            f"{_pct(rate.precision):>11}{mark}"
         )
     lines += ["", "per image"]
     for s in report.samples:
@@ -226,7 +236,12 @@ def plot(report: Report, out: Path) -> None:
 
     scores = sorted({s.result.blank_score for s in report.samples if s.result is not None})
     points = [rates(report.samples, t + 1e-9) for t in scores] + [rates(report.samples, 0.0)]
-    pts = [(p.nonblank_recall, p.precision, p.threshold) for p in points if p.precision is not None]
+    # A threshold with no recall or no precision (nothing kept, nothing to keep) has no point.
+    pts = [
+        (p.nonblank_recall, p.precision)
+        for p in points
+        if p.nonblank_recall is not None and p.precision is not None
+    ]
     fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
     ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label="not blank")
     here = report.at_threshold
@@ -252,9 +267,9 @@ def plot(report: Report, out: Path) -> None:
 @dataclass
 class BurstSample:
     scene: str  # the scene kind: animal, light, wind, noise, night
-    label: str  # animal if any frame shows one, else blank
+    label: ObservationType  # animal if any frame shows one, else blank
     blank_score: float
-    observation_type: str
+    observation_type: ObservationType
 
 
 def evaluate_synthetic(
@@ -286,7 +301,7 @@ def evaluate_synthetic(
                 event.append(EventFrame(f"s{index}_{i}", path, lores))
                 truths.append(rendered.truth)
             verdict = engine.classify_event(event)
-            label = "animal" if "animal" in truths else "blank"
+            label: ObservationType = "animal" if "animal" in truths else "blank"
             out.append(
                 BurstSample(
                     plan.kind, label, verdict.blank_score, verdict.observations[0].observation_type

@@ -138,19 +138,23 @@ class MotionModel:
         reduced = [reduce(f) if f is not None and f.ndim == 2 else None for f in frames]
         shapes = {r.shape for r in reduced if r is not None}
         shape = max(shapes, key=lambda s: s[0] * s[1]) if shapes else None
-        usable = [i for i, r in enumerate(reduced) if r is not None and r.shape == shape]
-        has_bg = self.background is not None and self.background.shape == shape
+        # Frame index -> its cells, for the frames of the common shape only.
+        usable = {i: r for i, r in enumerate(reduced) if r is not None and r.shape == shape}
+        background = self.background
+        if background is not None and background.shape != shape:
+            background = None
         blobs: dict[tuple[int, int], tuple[int, tuple[int, int, int, int] | None]] = {}
-        for a in usable:  # each pair once: a difference is symmetric
-            for b in usable:
+        for a, cells_a in usable.items():  # each pair once: a difference is symmetric
+            for b, cells_b in usable.items():
                 if a < b:
-                    blob = largest_blob(changed_cells(reduced[a], reduced[b], self.sigmas))
+                    blob = largest_blob(changed_cells(cells_a, cells_b, self.sigmas))
                     blobs[a, b] = blobs[b, a] = blob
-            if has_bg:
-                blobs[a, -1] = largest_blob(changed_cells(reduced[a], self.background, self.sigmas))
+            if background is not None:
+                blobs[a, -1] = largest_blob(changed_cells(cells_a, background, self.sigmas))
         results = []
-        for i, cells in enumerate(reduced):
-            if i not in usable or cells is None:
+        for i in range(len(reduced)):
+            cells = usable.get(i)
+            if cells is None:
                 results.append(MotionResult(0.0, 0.0, None, 0))
                 continue
             others = [blob for key, blob in blobs.items() if key[0] == i]
@@ -162,7 +166,7 @@ class MotionModel:
             share = best_area / total
             bbox = None
             if best_box is not None:
-                gh, gw = shape
+                gh, gw = cells.shape
                 r0, c0, r1, c1 = best_box
                 bbox = (c0 / gw, r0 / gh, (c1 - c0) / gw, (r1 - r0) / gh)
             evidence = self._evidence(share) if others else 0.0

@@ -16,11 +16,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from device.contracts.manifest import RESIZE_MODES as RESIZE_MODES  # owned by the manifest
 from device.vision.runtime import TensorSpec
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom in pixels
-
-RESIZE_MODES = ("center_crop", "squash", "pad")
 
 
 class ImageError(ValueError):

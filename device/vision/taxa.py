@@ -1,8 +1,8 @@
-"""Taxa, geofencing and taxonomy rollup, following the SpeciesNet conventions.
+"""Geofencing and taxonomy rollup, following the SpeciesNet conventions.
 
-Taxonomy strings have five lowercase fields, ``class;order;family;genus;species``; an empty
-field means unknown at that level. Geofence rules (SpeciesNet's JSON format) are keyed by such
-strings. A prediction is given at the most specific level that is both allowed at the trap's
+Taxa and their five-field taxonomy strings are the pack format's (``device.contracts.taxa``,
+re-exported here for the vision room). Geofence rules (SpeciesNet's JSON format) are keyed by
+such strings. A prediction is given at the most specific level that is both allowed at the trap's
 location and confident enough: the scores of the top-k animal labels are summed per ancestor,
 level by level, and the first level whose best allowed ancestor reaches the threshold wins.
 """
@@ -15,116 +15,33 @@ from typing import Any
 
 import numpy as np
 
-LEVELS = ("species", "genus", "family", "order", "class", "kingdom")
-_FIELDS = ("class", "order", "family", "genus", "species")
-KINDS = ("animal", "human", "vehicle", "object", "blank")
+from device.contracts.protocol import TaxonLevel
+from device.contracts.taxa import (
+    KINDS,
+    LEVELS,
+    LabelKind,
+    Taxon,
+    ancestor_key,
+    guess_kind,
+    key_level,
+    scientific_name_of,
+    split_taxonomy,
+)
 
-_HUMAN_WORDS = {"human", "humans", "person", "people", "homo sapiens"}
-_VEHICLE_WORDS = {"vehicle", "vehicles", "car", "truck", "motorcycle", "bicycle"}
-_BLANK_WORDS = {"blank", "empty", "none", "background", "nothing"}
-
-
-def guess_kind(name: str) -> str:
-    """The kind of a label known only by its name (AutoML exports, packs without taxonomy)."""
-    text = name.strip().lower()
-    if text in _BLANK_WORDS:
-        return "blank"
-    if text in _HUMAN_WORDS:
-        return "human"
-    if text in _VEHICLE_WORDS:
-        return "vehicle"
-    return "animal"
-
-
-def split_taxonomy(text: str | None) -> tuple[str, str, str, str, str]:
-    parts = [p.strip().lower() for p in (text or "").split(";")][:5]
-    parts += [""] * (5 - len(parts))
-    return (parts[0], parts[1], parts[2], parts[3], parts[4])
-
-
-def ancestor_key(fields: Sequence[str], level: str) -> str | None:
-    """The taxonomy string of the ancestor at ``level``, or None when that level is unknown."""
-    if level == "kingdom":
-        return "animalia"
-    depth = _FIELDS.index(level) + 1
-    if not fields[depth - 1]:
-        return None
-    return ";".join(list(fields[:depth]) + [""] * (5 - depth))
-
-
-def key_level(key: str) -> str:
-    if key == "animalia":
-        return "kingdom"
-    fields = split_taxonomy(key)
-    for level in ("species", "genus", "family", "order", "class"):
-        if fields[_FIELDS.index(level)]:
-            return level
-    return "kingdom"
-
-
-def scientific_name_of(key: str) -> str:
-    """Latin name of a taxon given by its key: 'Panthera pardus', 'Felidae', 'Animalia'."""
-    if key == "animalia":
-        return "Animalia"
-    fields = split_taxonomy(key)
-    if fields[4]:
-        return f"{fields[3].capitalize()} {fields[4]}".strip()
-    for value in reversed(fields[:4]):
-        if value:
-            return value.capitalize()
-    return "Animalia"
-
-
-@dataclass(frozen=True)
-class Taxon:
-    label: str
-    kind: str
-    taxonomy: tuple[str, str, str, str, str] = ("", "", "", "", "")
-    scientific_name: str | None = None
-    common_name: str | None = None
-    rank: str | None = None
-
-    @classmethod
-    def from_entry(cls, label: str, entry: Mapping[str, Any]) -> Taxon:
-        kind = str(entry.get("kind", "animal"))
-        if kind not in KINDS:
-            from device.vision.pack import PackError
-
-            raise PackError(f"taxonomy: label {label!r} has unknown kind {kind!r}")
-        return cls(
-            label=label,
-            kind=kind,
-            taxonomy=split_taxonomy(entry.get("taxonomy")),
-            scientific_name=entry.get("scientific_name") or None,
-            common_name=entry.get("common_name") or None,
-            rank=entry.get("rank") or None,
-        )
-
-    @classmethod
-    def from_speciesnet(cls, label: str) -> Taxon:
-        parts = label.split(";")
-        fields = split_taxonomy(";".join(parts[1:6]))
-        common = parts[6].strip() if len(parts) > 6 else ""
-        if fields[:5] == ("mammalia", "primates", "hominidae", "homo", "sapiens"):
-            kind = "human"
-        elif not any(fields):
-            kind = guess_kind(common)
-            kind = "object" if kind == "animal" else kind
-        else:
-            kind = "animal"
-        key = ";".join(fields)
-        return cls(
-            label=label,
-            kind=kind,
-            taxonomy=fields,
-            scientific_name=scientific_name_of(key) if any(fields) else None,
-            common_name=common or None,
-            rank=key_level(key) if any(fields) else None,
-        )
-
-    @property
-    def key(self) -> str:
-        return ";".join(self.taxonomy)
+__all__ = [
+    "KINDS",
+    "LEVELS",
+    "Geofence",
+    "LabelKind",
+    "Rollup",
+    "Taxon",
+    "TaxonIndex",
+    "ancestor_key",
+    "guess_kind",
+    "key_level",
+    "scientific_name_of",
+    "split_taxonomy",
+]
 
 
 def _rule_allows(rule: Mapping[str, Any], country: str, admin1: str | None) -> bool:
@@ -164,7 +81,8 @@ class Geofence:
 
     def _explicit(self, key: str) -> bool:
         fields = split_taxonomy(key)
-        for level in ("class", "order", "family", "genus", "species"):
+        levels: tuple[TaxonLevel, ...] = ("class", "order", "family", "genus", "species")
+        for level in levels:
             anc = ancestor_key(fields, level)
             if anc is None:
                 break
@@ -191,7 +109,7 @@ class Geofence:
 @dataclass(frozen=True)
 class Rollup:
     key: str | None  # None: not even the kingdom reached the threshold
-    level: str | None
+    level: TaxonLevel | None
     score: float
     path: list[dict[str, Any]]
 
@@ -202,9 +120,9 @@ class TaxonIndex:
     def __init__(self, taxa: Sequence[Taxon]) -> None:
         self.taxa = list(taxa)
         kinds = np.array([t.kind for t in taxa])
-        self.masks = {kind: kinds == kind for kind in KINDS}
+        self.masks: dict[LabelKind, np.ndarray] = {kind: kinds == kind for kind in KINDS}
         self.animal_idx = np.flatnonzero(self.masks["animal"])
-        self.ancestors = [
+        self.ancestors: list[dict[TaxonLevel, str | None]] = [
             {level: ancestor_key(t.taxonomy, level) for level in LEVELS}
             if t.kind == "animal"
             else {}

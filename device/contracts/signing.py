@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -26,6 +25,21 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from device.contracts.hashing import sha256_hex
+
+__all__ = [
+    "ALG",
+    "DOMAIN",
+    "SignatureError",
+    "canonical_manifest",
+    "key_id",
+    "load_public_key",
+    "raw_public",
+    "sign_manifest",
+    "trusted_keys",
+    "verify_manifest",
+]
 
 DOMAIN = b"camtrap-model-pack/1 manifest\n"
 ALG = "ed25519"
@@ -48,7 +62,7 @@ def raw_public(key: Ed25519PublicKey) -> bytes:
 
 
 def key_id(key: Ed25519PublicKey) -> str:
-    return hashlib.sha256(raw_public(key)).hexdigest()[:16]
+    return sha256_hex(raw_public(key))[:16]
 
 
 def sign_manifest(manifest: Mapping[str, Any], private_key: Ed25519PrivateKey) -> dict[str, Any]:
@@ -71,9 +85,9 @@ def verify_manifest(manifest: Mapping[str, Any], trusted: Mapping[str, Ed25519Pu
     if sig.get("alg") != ALG:
         raise SignatureError(f"signature algorithm {sig.get('alg')!r} is not {ALG}")
     kid = sig.get("key_id")
-    key = trusted.get(kid) if isinstance(kid, str) else None
-    if key is None:
+    if not isinstance(kid, str) or kid not in trusted:
         raise SignatureError(f"signed by key {kid!r}, which this device does not trust")
+    key = trusted[kid]
     try:
         value = base64.b64decode(str(sig.get("value", "")), validate=True)
         key.verify(value, canonical_manifest(manifest))
@@ -105,7 +119,9 @@ def load_public_key(spec: str | Path) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(raw)
 
 
-def trusted_keys(specs: Iterable[str | Path], key_dirs: Iterable[Path] = ()) -> dict[str, Any]:
+def trusted_keys(
+    specs: Iterable[str | Path], key_dirs: Iterable[Path] = ()
+) -> dict[str, Ed25519PublicKey]:
     """Key id -> key, from config entries and every ``*.pub`` in ``key_dirs``.
 
     A key that cannot be read is an error, not a silent skip: a device must not end up
