@@ -17,6 +17,11 @@ The last line extends the simulate summary with ``delivered=N lost=N duplicates_
 captures on the trap missing at ingest; duplicates_stored = rows or files ingest holds more than
 once) and ``model=NAME@VERSION`` (the pack serving after the update).
 
+The demo learns the trap's side only from the device's own commands, as an operator would:
+``camtrap simulate --json`` (the summary line), ``camtrap status --json`` (what is still
+queued) and ``camtrap sync --json`` (every capture and what of it ingest acknowledged). It
+never opens the device database, and imports nothing from ``device``.
+
 Every step runs as its own process with a time bound, so the demo ends by itself, on a
 terminal or not. Exit status 0 only when nothing was lost, the sync left nothing behind and
 the update installed.
@@ -60,7 +65,7 @@ SITE = {
 }
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser("demo", help="provision, capture offline, sync and update, export")
     demo.add_argument("--workdir", type=Path, required=True)
     demo.add_argument("--triggers", type=int, default=5)
@@ -136,7 +141,7 @@ def run_demo(args: argparse.Namespace) -> int:
         sys.stderr.write(sim.stderr[-3000:])
         return 1
     stats = json.loads(sim.stdout.strip().splitlines()[-1])
-    say(f"captured offline; outbox holds {_unsent(data_dir)} items")
+    say(f"captured offline; outbox holds {_unsent(config)} items")
 
     say("reaching Wi-Fi: mosquitto and the ingest start; a signed model update is published")
     broker.start()
@@ -158,18 +163,26 @@ def run_demo(args: argparse.Namespace) -> int:
                 (ingest_cert, ingest_key),
             )
             say("camtrap sync:")
+            # Progress and messages pass through (stderr); stdout is the JSON outcome.
             sync = subprocess.run(
-                [*_camtrap(config), "sync", "--plain", "--timeout", "60"],
+                [*_camtrap(config), "sync", "--plain", "--json", "--timeout", "60"],
                 stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
                 text=True,
                 timeout=args.timeout,
             )
     finally:
         broker.stop()
 
-    tally = compare(data_dir / "camtrap.db", ingest_root)
+    trap = _sync_outcome(sync.stdout)
+    if trap is None:
+        say(f"camtrap sync gave no report (exit {sync.returncode})")
+        return 1
+    left, dead = trap["left"]["items"], trap["undeliverable"]
+    say(f"sync: left {left} items; undeliverable {dead}")
+    tally = compare(trap["captures"], ingest_root)
     package, report = _cloud_outputs(cloud, ingest_root)
-    line = _simulate_line(stats)
+    line = stats["line"]
     say(f"Camtrap DP package: {package}")
     say(f"report: {report}")
     say("review the captures: make review   (then open the printed URL)")
@@ -283,7 +296,7 @@ def _publish_and_sync(
             serving = ""
             while time.monotonic() < deadline:
                 serving = _serving_pack(data_dir)
-                if _unsent(data_dir) == 0 and serving.endswith(f"@{NEW_VERSION}"):
+                if serving.endswith(f"@{NEW_VERSION}") and _unsent(config) == 0:
                     break
                 time.sleep(0.5)
             say(f"agent drained its outbox; serving model {serving or 'none'}")
@@ -360,8 +373,8 @@ def _cloud_cmd(*args: str) -> list[str]:
 # -- the two sides compared -----------------------------------------------------------------
 
 
-def compare(device_db: Path, cloud: Path) -> dict[str, int]:
-    dev = sqlite3.connect(f"file:{device_db}?mode=ro", uri=True)
+def compare(trap: dict[str, list[dict[str, Any]]], cloud: Path) -> dict[str, int]:
+    """The trap's captures (``camtrap sync --json``'s ``captures``) against ingest's store."""
     ing = sqlite3.connect(f"file:{cloud / 'ingest.sqlite'}?mode=ro", uri=True)
     try:
         events = {r[0] for r in ing.execute("SELECT event_id FROM events")}
@@ -371,6 +384,7 @@ def compare(device_db: Path, cloud: Path) -> dict[str, int]:
                 "SELECT media_id, file_path, sha256, thumbnail_path, thumbnail_sha256 FROM media"
             )
         }
+        frames = {m["media_id"]: m for m in trap["media"]}
 
         def present(kind: str, ref: str) -> bool:
             if kind == "metadata":
@@ -379,26 +393,28 @@ def compare(device_db: Path, cloud: Path) -> dict[str, int]:
             if row is None:
                 return False
             path, sha = (row[0], row[1]) if kind == "media" else (row[2], row[3])
-            want = dev.execute(
-                "SELECT sha256 FROM media WHERE media_id=?"
-                if kind == "media"
-                else "SELECT thumb_sha256 FROM media WHERE media_id=?",
-                (ref,),
-            ).fetchone()[0]
+            want = frames[ref]["sha256" if kind == "media" else "thumb_sha256"]
             return bool(path) and sha == want and _sha_file(cloud / "media" / path) == want
 
-        done = dev.execute("SELECT kind, ref_id FROM outbox WHERE state='done'").fetchall()
-        delivered = sum(present(k, r) for k, r in done)
+        # What the trap knows ingest acknowledged, checked against what ingest holds.
+        delivered = sum(
+            present("metadata", e["event_id"]) for e in trap["events"] if e["metadata_uploaded"]
+        )
+        delivered += sum(present("media", m["media_id"]) for m in trap["media"] if m["uploaded"])
+        delivered += sum(
+            present("thumbnail", m["media_id"]) for m in trap["media"] if m["thumbnail_uploaded"]
+        )
         lost = 0
-        for media_id, state, has_item in dev.execute(
-            "SELECT m.media_id, m.state, o.item_id IS NOT NULL FROM media m"
-            " LEFT JOIN outbox o ON o.item_id = 'media:' || m.media_id"
-        ):
-            if media_id not in media:
+        for frame in trap["media"]:
+            if frame["media_id"] not in media:
                 lost += 1  # the capture itself never arrived
-            elif state == "stored" and has_item and not present("media", media_id):
+            elif (
+                frame["state"] == "stored"
+                and frame["upload_queued"]
+                and not present("media", frame["media_id"])
+            ):
                 lost += 1  # the trap still has the file and meant to send it
-        lost += sum(1 for (e,) in dev.execute("SELECT event_id FROM events") if e not in events)
+        lost += sum(1 for e in trap["events"] if e["event_id"] not in events)
         duplicates = sum(
             ing.execute(f"SELECT count(*) - count(DISTINCT {key}) FROM {table}").fetchone()[0]
             for table, key in (
@@ -412,7 +428,6 @@ def compare(device_db: Path, cloud: Path) -> dict[str, int]:
         duplicates += max(0, len(on_disk) - len(referenced))
         return {"delivered": delivered, "lost": lost, "duplicates_stored": duplicates}
     finally:
-        dev.close()
         ing.close()
 
 
@@ -498,22 +513,23 @@ def _cloud_is_current(ingest_root: Path, device_id: str, version: str) -> bool:
     )
 
 
-def _unsent(data_dir: Path) -> int:
-    conn = sqlite3.connect(f"file:{data_dir / 'camtrap.db'}?mode=ro", uri=True)
+def _unsent(config: Path) -> int | None:
+    """Items the trap still has to send (``camtrap status --json``); None if it cannot say."""
+    status = _run([*_camtrap(config), "status", "--json"], 60)
     try:
-        return conn.execute(
-            "SELECT count(*) FROM outbox WHERE state IN ('pending', 'inflight')"
-        ).fetchone()[0]
-    finally:
-        conn.close()
+        pending = json.loads(status.stdout)["outbox_pending"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return pending if isinstance(pending, int) else None
 
 
-def _simulate_line(stats: dict[str, Any]) -> str:
-    from device.simulate import SimulationResult
-
-    return SimulationResult(
-        data_dir=Path(stats["data_dir"]),
-        triggers_sent=stats["triggers_sent"],
-        triggers_seen=stats["triggers_seen"],
-        stats=stats,
-    ).line()
+def _sync_outcome(stdout: str) -> dict[str, Any] | None:
+    """The JSON object ``camtrap sync --json`` prints last, or None."""
+    for line in reversed(stdout.strip().splitlines()):
+        try:
+            outcome = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(outcome, dict) and "captures" in outcome:
+            return outcome
+    return None

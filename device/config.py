@@ -17,6 +17,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from device.contracts.errors import shown_path
+from device.contracts.mappings import deep_merge
+from device.contracts.pack import DEFAULT_PACK_DIR
+
 DEFAULT_CONFIG_PATH = Path("/etc/camtrap/camtrap.toml")
 ENV_PREFIX = "CAMTRAP_"
 
@@ -97,6 +101,11 @@ class StorageSection(Section):
     evict_below_confidence: float = remote(
         default=0.65, ge=0, le=1, description="Retention may evict unsent media below this."
     )
+    outbox_done_retention_days: int = Field(
+        30,
+        ge=1,
+        description="Upload records are deleted this long after ingest acknowledged them.",
+    )
 
 
 class PirSection(Section):
@@ -165,9 +174,6 @@ class ClockSection(Section):
 class LogSection(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = remote(default="INFO")
     format: Literal["json", "text"] = Field("json", description="json: one object per line.")
-
-
-DEFAULT_PACK_DIR = Path(__file__).resolve().parent / "models" / "efficientnet-lite0-imagenet"
 
 
 class VisionSection(Section):
@@ -335,15 +341,6 @@ class ConfigError(Exception):
     """A configuration problem, phrased as one line that names the key and its source."""
 
 
-def shown_path(path: Path | str, limit: int = 160) -> str:
-    """A path for a one-line message: a pasted-in megabyte of text is cut in the middle."""
-    text = str(path)
-    if len(text) <= limit:
-        return text
-    keep = limit // 2
-    return f"{text[:keep]}…{text[-keep:]} ({len(text)} characters)"
-
-
 def config_path_from_env() -> Path:
     return Path(os.environ.get(f"{ENV_PREFIX}CONFIG", str(DEFAULT_CONFIG_PATH)))
 
@@ -432,14 +429,7 @@ def merge_secrets(data: dict[str, Any], secrets_path: Path) -> dict[str, Any]:
     if mode & 0o077:
         raise ConfigError(f"{secrets_path}: secrets file must be mode 0600, is {mode & 0o777:o}")
 
-    def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-        out = dict(base)
-        for key, value in extra.items():
-            both = isinstance(value, dict) and isinstance(out.get(key), dict)
-            out[key] = merge(out[key], value) if both else value
-        return out
-
-    return merge(data, read_toml(secrets_path))
+    return deep_merge(data, read_toml(secrets_path))
 
 
 def load_settings(path: Path | None = None, *, require_file: bool = False) -> Settings:

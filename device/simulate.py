@@ -1,11 +1,13 @@
 """``camtrap simulate``: the real agent, driven by gpiozero MockFactory pins and a replay or
 synthetic camera, through a scripted series of PIR edges and one timelapse tick.
+
+The summary is read from the store's repositories over a read-only connection; its last
+line (also in ``--json`` as ``line``) is the one ``make demo`` extends.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +18,15 @@ from device.config import Settings
 from device.errors import UserError
 from device.exitcodes import Exit
 from device.hardware.camera_synthetic import SyntheticCamera
+from device.store.db import Source
+from device.store.events import Events
 from device.store.health import StoreState, inspect, inspect_open
+from device.store.media import Media
+from device.store.observations import Observations
+from device.store.outbox import Outbox
 from device.store.recovery import DAMAGE_REASONS
 from device.store.store import DB_NAME
+from device.store.vocabulary import EventState, MediaState
 
 SCENE_GAP_S = SyntheticCamera.NEW_SCENE_GAP_S
 
@@ -153,44 +161,33 @@ def store_stats(db_path: Path) -> dict[str, Any]:
         conn.close()
 
 
-def _stats(conn: sqlite3.Connection) -> dict[str, Any]:
-    one = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
+def _stats(source: Source) -> dict[str, Any]:
+    events = Events(source)
+    methods = events.count_by_capture_method()
+    media = Media(source)
+    frames = media.count_by_state()
+    # Events whose event-level machine observation has this type.
+    seen = Observations(source).event_type_counts()
     return {
-        "events": one("SELECT COUNT(*) FROM events"),
-        "events_activity": one(
-            "SELECT COUNT(*) FROM events WHERE capture_method='activityDetection'"
-        ),
-        "events_timelapse": one("SELECT COUNT(*) FROM events WHERE capture_method='timeLapse'"),
-        "media": one("SELECT COUNT(*) FROM media"),
+        "events": events.count(),
+        "events_activity": methods.get("activityDetection", 0),
+        "events_timelapse": methods.get("timeLapse", 0),
+        "media": media.count(),
         # Frames that reached the store durably; blank frames later reduced to a thumbnail
         # by policy ('evicted') were stored too.
-        "stored": one("SELECT COUNT(*) FROM media WHERE state IN ('stored', 'evicted')"),
-        "failed": one("SELECT COUNT(*) FROM media WHERE state='failed'"),
-        "unsynced": one("SELECT COUNT(*) FROM media WHERE clock_synced=0"),
-        "outbox_pending": one("SELECT COUNT(*) FROM outbox WHERE state='pending'"),
-        "classified": one("SELECT COUNT(*) FROM events WHERE state='classified'"),
-        "animals": _event_type_count(conn, "animal"),
-        "blanks": _event_type_count(conn, "blank"),
-        "humans": _event_type_count(conn, "human"),
-        "vehicles": _event_type_count(conn, "vehicle"),
-        "species": [
-            tuple(row)
-            for row in conn.execute(
-                "SELECT COALESCE(common_name, scientific_name, '(unnamed)'), COUNT(*)"
-                " FROM observations WHERE media_id IS NULL AND observation_type='animal'"
-                " GROUP BY 1 ORDER BY 2 DESC"
-            )
-        ],
-        "evicted": one("SELECT COUNT(*) FROM media WHERE state='evicted'"),
+        "stored": frames.get(MediaState.STORED, 0) + frames.get(MediaState.EVICTED, 0),
+        "failed": frames.get(MediaState.FAILED, 0),
+        "unsynced": media.unsynchronised_count(),
+        # Queued, waiting items included (the agent stopped: nothing is in flight).
+        "outbox_pending": Outbox(source).left()[0],
+        "classified": events.count_by_state().get(EventState.CLASSIFIED, 0),
+        "animals": seen.get("animal", 0),
+        "blanks": seen.get("blank", 0),
+        "humans": seen.get("human", 0),
+        "vehicles": seen.get("vehicle", 0),
+        "species": Observations(source).species_counts(),
+        "evicted": frames.get(MediaState.EVICTED, 0),
     }
-
-
-def _event_type_count(conn: sqlite3.Connection, kind: str) -> int:
-    """Events whose event-level machine observation has this type."""
-    return conn.execute(
-        "SELECT COUNT(*) FROM observations WHERE media_id IS NULL AND observation_type = ?",
-        (kind,),
-    ).fetchone()[0]
 
 
 def render(result: SimulationResult) -> str:
@@ -224,5 +221,6 @@ def as_json(result: SimulationResult) -> str:
             "triggers_sent": result.triggers_sent,
             "triggers_seen": result.triggers_seen,
             **result.stats,
+            "line": result.line(),
         }
     )

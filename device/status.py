@@ -1,15 +1,23 @@
-"""``camtrap status``: what the trap holds, read without disturbing a running agent."""
+"""``camtrap status``: what the trap holds, read without disturbing a running agent.
+
+The counts come from the store's repositories over a read-only connection
+(``health.inspect_open``); this module writes no SQL.
+"""
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from device import __version__
 from device.clock import ClockProbe
 from device.config import Settings
 from device.exitcodes import Exit
+from device.store.db import DatabaseError, Source, schema_version
+from device.store.events import Events
 from device.store.health import StoreHealth, StoreState, inspect_open
+from device.store.kv import Counters
+from device.store.media import Media
+from device.store.outbox import Outbox
 from device.store.store import SPOOL_DIR, free_bytes
 
 
@@ -46,7 +54,7 @@ def collect(settings: Settings) -> dict[str, Any]:
         return report
     try:
         report.update(_counts(conn))
-    except sqlite3.Error as exc:  # read fine a moment ago: the file changed under us
+    except DatabaseError as exc:  # read fine a moment ago: the file changed under us
         report["database"] = f"unreadable: {exc}"
         report["store"].update(state=StoreState.UNREADABLE.value, reason="corrupt", detail=str(exc))
         report["exit_code"] = report["store"]["exit_code"] = int(Exit.STORE_UNREADABLE)
@@ -70,22 +78,28 @@ def _database_word(health: StoreHealth) -> str:
     return f"ok; {health.detail}" if health.detail else "ok"
 
 
-def _counts(conn: sqlite3.Connection) -> dict[str, Any]:
-    one = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
-    last = conn.execute(
-        "SELECT captured_at, media_id, clock_source FROM media ORDER BY captured_at DESC LIMIT 1"
-    ).fetchone()
+def _counts(source: Source) -> dict[str, Any]:
+    media = Media(source)
+    last = media.latest()
     return {
-        "events": one("SELECT COUNT(*) FROM events"),
-        "media": one("SELECT COUNT(*) FROM media"),
-        "media_by_state": dict(
-            conn.execute("SELECT state, COUNT(*) FROM media GROUP BY state").fetchall()
+        "events": Events(source).count(),
+        "media": media.count(),
+        "media_by_state": {str(state): n for state, n in media.count_by_state().items()},
+        # Everything not yet acknowledged, waiting items included.
+        "outbox_pending": Outbox(source).left()[0],
+        "last_capture": (
+            None
+            if last is None
+            else {
+                # As stored: ISO 8601 with the offset the trap had when it took the frame.
+                "captured_at": last.captured_at.isoformat(),
+                "media_id": last.media_id,
+                "clock_source": last.clock_source,
+            }
         ),
-        "outbox_pending": one("SELECT COUNT(*) FROM outbox WHERE state IN ('pending','inflight')"),
-        "last_capture": dict(last) if last else None,
-        "unsynchronised_captures": one("SELECT COUNT(*) FROM media WHERE clock_synced = 0"),
-        "counters": dict(conn.execute("SELECT name, value FROM counters").fetchall()),
-        "schema_version": one("SELECT version FROM schema_version"),
+        "unsynchronised_captures": media.unsynchronised_count(),
+        "counters": Counters(source).all(),
+        "schema_version": schema_version(source),
     }
 
 

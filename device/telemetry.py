@@ -128,7 +128,7 @@ class Heartbeat:
                 device_id=self.device_id,
                 item_id=f"evt:{time.time_ns()}",
                 at=datetime.now(UTC),
-                severity=severity,  # type: ignore[arg-type]
+                severity=severity,
                 code=code,
                 message=message[:2000],
             )

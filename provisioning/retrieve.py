@@ -7,13 +7,14 @@ this camtrap has no such command the report says so instead of pretending.
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import sys
 from pathlib import Path
 
 from device.config import ConfigError, load_settings
 from device.exitcodes import Exit
+from device.store.db import DatabaseError
 from device.store.health import StoreHealth, StoreState, classify_error, inspect_open
+from device.store.outbox import Outbox
 from device.store.store import DB_NAME
 from provisioning import credentials, deployment
 from provisioning.flow import send_pending
@@ -45,16 +46,13 @@ def waiting_on(data_dir: Path) -> tuple[StoreHealth, dict[str, tuple[int, int]] 
     if conn is None:
         return health, None
     try:
-        rows = conn.execute(
-            "SELECT kind, COUNT(*), COALESCE(SUM(bytes), 0) FROM outbox"
-            " WHERE state IN ('pending', 'inflight') GROUP BY kind ORDER BY kind"
-        ).fetchall()
-    except sqlite3.Error as exc:
+        queued = Outbox(conn).queued_by_kind()
+    except DatabaseError as exc:
         reason, detail = classify_error(exc, data_dir / DB_NAME)
         return StoreHealth(StoreState.UNREADABLE, data_dir, reason=reason, detail=detail), None
     finally:
         conn.close()
-    return health, {kind: (count, size) for kind, count, size in rows}
+    return health, {str(kind): counts for kind, counts in queued.items()}
 
 
 def retrieve(

@@ -186,6 +186,8 @@ def _wait_classified(agent, db_path: Path, timeout: float = 60.0) -> None:
     import time
 
     from device.store.db import open_readonly
+    from device.store.events import Events
+    from device.store.vocabulary import EventState
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -193,9 +195,7 @@ def _wait_classified(agent, db_path: Path, timeout: float = 60.0) -> None:
         if db_path.exists():
             conn = open_readonly(db_path)
             try:
-                done = conn.execute(
-                    "SELECT COUNT(*) FROM events WHERE state='classified'"
-                ).fetchone()[0]
+                done = Events(conn).count_by_state().get(EventState.CLASSIFIED, 0)
             finally:
                 conn.close()
             if done:

@@ -8,6 +8,7 @@ import pytest
 
 from device.store.db import Database
 from device.store.outbox import PRIORITY, Backoff, Outbox
+from device.store.vocabulary import OutboxState
 
 
 @pytest.fixture
@@ -119,3 +120,58 @@ def test_a_dead_item_stays_visible_and_is_not_claimed(outbox):
             "dead",
             "file lost",
         )
+
+
+def test_a_waiting_item_is_queued_and_claimed_again_like_a_pending_one_once_due(outbox):
+    fill(outbox, [("metadata", "e1", "metadata"), ("media", "a1", "media")])
+    now = 1_000_000.0
+    meta, media = outbox.claim(10, now=now)
+    outbox.clock = lambda: now
+    outbox.defer([meta.item_id], 5.0, OutboxState.WAITING_CLASSIFICATION)
+    outbox.defer([media.item_id], 5.0, OutboxState.WAITING_METADATA)
+    assert outbox.depth() == {"metadata": 1, "media": 1}, "waiting is still queued"
+    assert outbox.left() == (2, 200)
+    assert [(q.kind, q.state) for q in outbox.breakdown()] == [
+        ("media", "waiting_metadata"),
+        ("metadata", "waiting_classification"),
+    ]
+    assert outbox.claim(10, now=now + 4.9) == []
+    again = outbox.claim(10, now=now + 5.0)
+    assert [i.item_id for i in again] == [meta.item_id, media.item_id]
+    assert [i.attempts for i in again] == [0, 0], "waiting is no failed attempt"
+
+
+def test_only_a_waiting_state_may_be_waited_in(outbox):
+    fill(outbox, [("metadata", "e1", "metadata")])
+    (item,) = outbox.claim(1)
+    with pytest.raises(ValueError):
+        outbox.defer([item.item_id], 5.0, OutboxState.PENDING)
+
+
+def test_pending_and_waiting_items_compete_by_priority_and_age_alike(outbox):
+    fill(outbox, [("media", "a1", "media"), ("metadata", "e1", "metadata")])
+    (meta,) = outbox.claim(1, kinds=["metadata"])
+    outbox.clock = lambda: 0.0
+    outbox.defer([meta.item_id], 1.0, OutboxState.WAITING_CLASSIFICATION)
+    order = [i.item_id for i in outbox.claim(10, now=10.0)]
+    assert order == ["meta:e1", "media:a1"], "the waited-for metadata still goes first"
+
+
+def test_a_sync_makes_waiting_items_due_at_once(outbox):
+    fill(outbox, [("metadata", "e1", "metadata")])
+    (item,) = outbox.claim(1)
+    outbox.defer([item.item_id], 3600.0, OutboxState.WAITING_CLASSIFICATION)
+    assert outbox.due_now() == 1
+    assert [i.item_id for i in outbox.claim(1)] == ["meta:e1"]
+
+
+def test_the_outbox_schedules_and_stamps_on_its_clock(outbox):
+    fill(outbox, [("metadata", "e1", "metadata")])
+    outbox.clock = lambda: 5_000.0
+    (item,) = outbox.claim(1)
+    delay = outbox.retry_later(item.item_id, "timeout")
+    assert outbox.claim(1, now=5_000.0 + delay - 0.01) == []
+    (item,) = outbox.claim(1, now=5_000.0 + delay)
+    outbox.complete([item.item_id])
+    with outbox.db.read() as conn:
+        assert conn.execute("SELECT done_at FROM outbox").fetchone()[0] == 5_000.0

@@ -30,7 +30,10 @@ def mark_uploaded(store, item_ids: list[str]) -> None:  # type: ignore[no-untype
 
 
 def test_eviction_goes_uploaded_then_blank_thumbnails_then_oldest_low_confidence(tmp_path):
-    settings = trap_settings(tmp_path, storage={"min_free_bytes": 0})
+    # Blank frames kept (policy "keep"), so retention is what evicts them.
+    settings = trap_settings(
+        tmp_path, storage={"min_free_bytes": 0}, vision={"blank_media_policy": "keep"}
+    )
     store = open_store(settings)
     uploaded, blank, unsure, fox = queue_captures(store, 4, frames=1, size=(320, 240))
     classify(store, uploaded, kind="animal", probability=0.95)

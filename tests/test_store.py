@@ -18,6 +18,8 @@ from device.store.db import Database, SchemaTooNew, open_readonly
 from device.store.exif import read_record
 from device.store.schema import SCHEMA_VERSION
 from device.store.store import DB_NAME, MediaStore
+from device.uplink.payloads import capture_meta
+from tests.support.clock import ManualClock
 from tests.support.world import jpeg_bytes, trap_settings
 
 
@@ -165,6 +167,12 @@ def test_a_file_without_exif_record_is_kept_and_marked(tmp_path):
         (media,) = rows(s, "SELECT * FROM media")
         assert media["state"] == "stored" and media["recovered"] == 1
         assert media["clock_source"] == "file-mtime" and "without EXIF" in media["error"]
+        # ...and it still reaches the cloud: its metadata is a valid wire message, saying
+        # plainly that what triggered it is unknown.
+        assert s.db is not None
+        meta = capture_meta(s.db, "trap-1", "meta:x", media["event_id"], vision=False)
+        assert meta.event.trigger_source == "unknown"
+        assert meta.media[0].media_id == media["media_id"]
     finally:
         s.close()
 
@@ -197,9 +205,77 @@ def test_migrations_run_once_and_reopening_keeps_data(tmp_path):
     db.close()
 
 
+def test_migration_3_moves_upload_facts_onto_their_rows_and_waiting_into_states(tmp_path):
+    """A database written by the previous camtrap (schema 2): upload facts were only in done
+    outbox rows, and a waiting item was a pending row with the reason in ``last_error``."""
+    from device.store.events import Events
+    from device.store.media import Media
+    from device.store.schema import MIGRATIONS
+
+    path = tmp_path / DB_NAME
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    old.execute("INSERT INTO schema_version VALUES (2)")
+    for script in MIGRATIONS[:2]:
+        old.executescript(script)
+    for event_id in ("sent", "unclassified"):
+        old.execute(
+            "INSERT INTO events (event_id, deployment_id, capture_method, trigger_source,"
+            " started_at, clock_source, clock_synced) VALUES (?, 'd', 'activityDetection',"
+            " 'pir', '2026-05-01T21:30:00+00:00', 'rtc', 1)",
+            (event_id,),
+        )
+    for media_id, event_id in (("m-sent", "sent"), ("m-waiting", "unclassified")):
+        old.execute(
+            "INSERT INTO media (media_id, event_id, seq, captured_at, capture_method,"
+            " trigger_source, clock_source, clock_synced, state) VALUES (?, ?, 0,"
+            " '2026-05-01T21:30:00+00:00', 'activityDetection', 'pir', 'rtc', 1, 'stored')",
+            (media_id, event_id),
+        )
+    outbox = [
+        ("meta:sent", "metadata", "sent", "done", 100.0, None),
+        ("media:m-sent", "media", "m-sent", "done", 200.0, None),
+        ("thumb:m-sent", "thumbnail", "m-sent", "done", None, None),  # done before done_at
+        ("meta:unclassified", "metadata", "unclassified", "pending", None,
+         "waiting for its event to be classified"),
+        ("media:m-waiting", "media", "m-waiting", "pending", None,
+         "waiting for its event's metadata to be acknowledged"),
+    ]  # fmt: skip
+    old.executemany(
+        "INSERT INTO outbox (item_id, kind, ref_id, priority, state, created_at, done_at,"
+        " last_error) VALUES (?, ?, ?, 0, ?, 50.0, ?, ?)",
+        [(i, k, r, st, done, err) for i, k, r, st, done, err in outbox],
+    )
+    old.commit()
+    old.close()
+
+    db = Database(path)
+    try:
+        assert db.schema_version() == SCHEMA_VERSION >= 3
+        events = {e.event_id: e.uploaded_at for e in Events(db).uploads()}
+        assert events == {"sent": 100.0, "unclassified": None}
+        media = Media(db).get_many(["m-sent", "m-waiting"])
+        assert (media["m-sent"].uploaded_at, media["m-sent"].thumb_uploaded_at) == (200.0, 50.0)
+        assert (media["m-waiting"].uploaded_at, media["m-waiting"].thumb_uploaded_at) == (
+            None,
+            None,
+        )
+        with db.read() as conn:
+            states = {
+                r[0]: (r[1], r[2])
+                for r in conn.execute("SELECT item_id, state, last_error FROM outbox")
+            }
+        assert states["meta:unclassified"] == ("waiting_classification", None)
+        assert states["media:m-waiting"] == ("waiting_metadata", None)
+        assert states["meta:sent"] == ("done", None)
+    finally:
+        db.close()
+
+
 def test_a_vanished_data_dir_spools_to_fallback_and_imports_when_back(tmp_path):
     settings = trap_settings(tmp_path)
-    s = MediaStore(settings)
+    clock = ManualClock()
+    s = MediaStore(settings, monotonic=clock.monotonic)
     s.open()
     event = str(uuid.uuid4())
     first = frame_item(event, 0, jpeg_bytes(seed=1))
@@ -211,7 +287,9 @@ def test_a_vanished_data_dir_spools_to_fallback_and_imports_when_back(tmp_path):
     assert result.spooled == 3 and s.mode == "fallback"
     assert not data_dir.exists(), "the store must not recreate a vanished data dir"
     (tmp_path / "unplugged").rename(data_dir)
-    time.sleep(settings.storage.probe_interval_s + 0.05)
+    s.maybe_recover()
+    assert s.mode == "fallback", "not probed again before the probe interval"
+    clock.advance(settings.storage.probe_interval_s)
     s.maybe_recover()
     try:
         assert s.mode == "primary"
@@ -222,6 +300,8 @@ def test_a_vanished_data_dir_spools_to_fallback_and_imports_when_back(tmp_path):
             during[1].media_id: "failed",
         }
         assert rows(s, "SELECT state FROM events")[0]["state"] == "closed"
+        # Its metadata is owed to the cloud, as for an event closed straight on the card.
+        assert rows(s, "SELECT ref_id FROM outbox WHERE kind = 'metadata'")[0][0] == event
         assert s.spool_count() == 0
         stored = rows(s, "SELECT path, sha256 FROM media WHERE state='stored'")
         for row in stored:
@@ -232,14 +312,15 @@ def test_a_vanished_data_dir_spools_to_fallback_and_imports_when_back(tmp_path):
 
 def test_a_full_fallback_spool_keeps_metadata_and_says_so(tmp_path):
     settings = trap_settings(tmp_path, storage={"fallback_max_bytes": 1000})
-    s = MediaStore(settings)
+    clock = ManualClock()
+    s = MediaStore(settings, monotonic=clock.monotonic)
     s.open()
     settings.storage.data_dir.rename(tmp_path / "gone")
     event = str(uuid.uuid4())
     big = frame_item(event, 0, jpeg_bytes(width=320, height=240))
     assert s.commit([big]).spooled == 1
     (tmp_path / "gone").rename(settings.storage.data_dir)
-    time.sleep(settings.storage.probe_interval_s + 0.05)
+    clock.advance(settings.storage.probe_interval_s)
     s.maybe_recover()
     try:
         (media,) = rows(s, "SELECT state, error FROM media")

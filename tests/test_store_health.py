@@ -34,7 +34,7 @@ def trap_with_captures(root: Path):  # type: ignore[no-untyped-def]
 def sync(settings) -> int:  # type: ignore[no-untyped-def]
     from device.uplink.commands import cmd_sync
 
-    args = argparse.Namespace(timeout=1.0, all=False, plain=True)
+    args = argparse.Namespace(timeout=1.0, all=False, plain=True, json=False)
     return cmd_sync(args, lambda: settings)
 
 

@@ -190,7 +190,9 @@ def test_sync_on_a_read_only_card_is_refused_with_exit_13(tmp_path):
             tmp_path / "sync-view", storage={"data_dir": ro}, uplink={"transport": "mqtt"}
         )
         with pytest.raises(UserError) as err:
-            cmd_sync(argparse.Namespace(timeout=1.0, all=False, plain=True), lambda: settings)
+            cmd_sync(
+                argparse.Namespace(timeout=1.0, all=False, plain=True, json=False), lambda: settings
+            )
     assert err.value.code == Exit.STORE_READ_ONLY
     assert "read-only" in err.value.message and str(ro) in err.value.message
 

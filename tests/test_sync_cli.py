@@ -75,3 +75,28 @@ def test_sync_beside_a_running_agent_asks_it_instead_of_writing(broker, tmp_path
     assert "owns the database" in result.stderr
     assert result.returncode == 0, result.stdout + result.stderr
     assert query(cloud, "SELECT count(file_path) FROM media") == [(3,)]
+
+
+def test_sync_json_says_what_is_left_and_what_of_every_capture_reached_the_cloud(broker, tmp_path):
+    import json
+
+    settings = mqtt_trap_settings(tmp_path / "trap", broker)
+    store = open_store(settings)
+    bursts = queue_captures(store, 2, frames=2)
+    store.close()
+    config = write_config(settings, tmp_path / "camtrap.toml")
+    with running_ingest(broker, tmp_path / "cloud"):
+        done = sync(config, "--json", "--timeout", "30")
+    assert done.returncode == 0, done.stdout + done.stderr
+    (line,) = done.stdout.strip().splitlines()  # stdout is the JSON object alone
+    report = json.loads(line)
+    assert report["left"] == {"items": 0, "bytes": 0} and report["exit_code"] == 0
+    assert report["sent"]["items"] == 6 and report["undeliverable"] == 0
+    events = {e["event_id"]: e["metadata_uploaded"] for e in report["captures"]["events"]}
+    assert events == {b.event_id: True for b in bursts}
+    media = {m["media_id"]: m for m in report["captures"]["media"]}
+    assert set(media) == {m for b in bursts for m in b.media_ids}
+    stored = dict(query(tmp_path / "cloud", "SELECT media_id, sha256 FROM media"))
+    for media_id, frame in media.items():
+        assert frame["uploaded"] and frame["upload_queued"] and frame["state"] == "stored"
+        assert frame["sha256"] == stored[media_id]

@@ -127,7 +127,10 @@ def test_metadata_waits_until_vision_classified_its_event(broker, trap, tmp_path
             drain.close()
         finally:
             link.close()
-    assert set(outbox_states(trap).values()) == {"pending"}
+    # Nothing went: the metadata waits for vision, the frames wait for their metadata.
+    states = outbox_states(trap)
+    assert {s for i, s in states.items() if i.startswith("meta:")} == {"waiting_classification"}
+    assert {s for i, s in states.items() if i.startswith("media:")} == {"waiting_metadata"}
     assert query(cloud, "SELECT count(*) FROM events") == [(0,)]
 
 

@@ -208,3 +208,68 @@ def test_a_test_capture_is_kept_sent_first_and_not_held_by_the_cooldown(tmp_path
     assert len(test_rows) == settings.capture.burst_frames
     assert all(state == "stored" and priority == 0 for _, state, priority in test_rows)
     assert {r[1] for r in rows if r[0] == "pir"} == {"evicted"}, "the PIR blanks follow policy"
+
+
+class NamedEngine:
+    """An engine that sees what it is told to: every event is a red fox, said by ``name``."""
+
+    def __init__(self, name: str) -> None:
+        self.classified_by = name
+        self.events = 0
+
+    def classify_event(self, frames):  # type: ignore[no-untyped-def]
+        from device.vision.engine import EventVerdict, ObservationRow
+
+        self.events += 1
+        row = ObservationRow(
+            media_id=None,
+            observation_type="animal",
+            scientific_name="Vulpes vulpes",
+            common_name="red fox",
+            taxon_level="species",
+            taxonomy=None,
+            count=1,
+            classification_probability=0.9,
+            blank_score=0.02,
+            classified_by=self.classified_by,
+        )
+        return EventVerdict(observations=[row], blank_score=0.02, is_blank=False, frame_errors={})
+
+    def learn_background(self, lores) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+
+def test_the_worker_stamps_verdicts_with_its_clock_and_classifies_with_the_engine_it_serves(
+    tmp_path,
+):
+    from datetime import datetime, timedelta, timezone
+
+    from device.store.observations import Observations
+    from device.vision.worker import ClassificationWorker
+    from tests.support.trap_db import open_store, queue_captures
+
+    settings = trap_settings(tmp_path, vision={"enabled": True})
+    store = open_store(settings)
+    first, second = queue_captures(store, 2, frames=1)
+    at = datetime(2026, 5, 2, 6, 30, tzinfo=timezone(timedelta(hours=3)))
+    old, new = NamedEngine("old@1"), NamedEngine("new@2")
+    worker = ClassificationWorker(settings, store, old, clock=lambda: at)
+    worker.start()
+    try:
+        worker.submit(first.event_id)
+        assert worker.wait_idle(10)
+        worker.serve(new)  # the one door for a swap (OTA, rollback)
+        assert worker.engine is new
+        worker.submit(second.event_id)
+        assert worker.wait_idle(10)
+    finally:
+        worker.stop(10)
+    seen = {
+        burst.event_id: Observations(store.db).for_event(burst.event_id)[0]
+        for burst in (first, second)
+    }
+    assert seen[first.event_id].classified_by == "old@1"
+    assert seen[second.event_id].classified_by == "new@2"
+    assert {o.classification_timestamp for o in seen.values()} == {at}
+    assert (old.events, new.events) == (1, 1)
+    store.close()

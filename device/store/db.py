@@ -2,7 +2,12 @@
 
 Every write goes through ``Database.write()`` (one lock, one connection) because Debian 12's
 SQLite 3.40.1 has a WAL-reset corruption bug that needs two concurrent writers; readers in
-other processes (``camtrap status``) open the file read-only.
+other processes (``camtrap status``) open the file read-only (``open_readonly``).
+
+This module owns the connections; the repositories beside it (``events``, ``media``,
+``observations``, ``outbox``, ``kv``) own the SQL. Other rooms hold a ``Database`` or a
+read-only connection only to hand it to a repository, and catch ``DatabaseError``, never
+``sqlite3`` itself.
 """
 
 from __future__ import annotations
@@ -13,11 +18,24 @@ import sqlite3
 import tempfile
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import quote
 
 from device.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+# What a store call raises when SQLite fails (damage, a lock held too long, a vanished file).
+DatabaseError = sqlite3.Error
+
+
+class Source(Protocol):
+    """What a repository works through: the agent's ``Database``, or a read-only connection
+    (whose ``write`` refuses, as SQLite would)."""
+
+    def read(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+    def write(self) -> AbstractContextManager[sqlite3.Connection]: ...
 
 
 class SchemaTooNew(RuntimeError):
@@ -90,12 +108,17 @@ class Database:
             return False
 
     def schema_version(self) -> int:
-        with self.read() as conn:
-            return int(conn.execute("SELECT version FROM schema_version").fetchone()[0])
+        return schema_version(self)
 
     def close(self) -> None:
         with self.lock, suppress(sqlite3.Error):
             self.conn.close()
+
+
+def schema_version(source: Source) -> int:
+    """The migration the database at ``source`` is at."""
+    with source.read() as conn:
+        return int(conn.execute("SELECT version FROM schema_version").fetchone()[0])
 
 
 def _statements(script: str) -> list[str]:
@@ -125,6 +148,16 @@ class ReadOnlyConnection(sqlite3.Connection):
     note: str | None = None
     wal_unread_bytes: int = 0
     scratch: Path | None = None
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """As ``Database.read``, so repositories read both the same way."""
+        yield self
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+        yield self  # pragma: no cover (a generator, so the with statement gets the error)
 
     def close(self) -> None:
         super().close()
@@ -162,7 +195,7 @@ def _connect(uri: str, busy_timeout_s: float) -> ReadOnlyConnection:
     except BaseException:
         conn.close()
         raise
-    return conn  # type: ignore[return-value]
+    return conn
 
 
 def open_readonly(path: Path, *, busy_timeout_s: float = 10.0) -> ReadOnlyConnection:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from device.exitcodes import Exit
-from device.store import files
+from device.store import events, files, media, outbox
 from device.store.db import (
     ReadOnlyConnection,
     SchemaTooNew,
@@ -274,11 +274,10 @@ def _inspect(
 
 
 def _counts(conn: sqlite3.Connection) -> dict[str, Any]:
-    one = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
     return {
-        "events": one("SELECT COUNT(*) FROM events"),
-        "media": one("SELECT COUNT(*) FROM media"),
-        "outbox_pending": one("SELECT COUNT(*) FROM outbox WHERE state IN ('pending','inflight')"),
+        "events": events.count(conn),
+        "media": media.count(conn),
+        "outbox_pending": outbox.queued_count(conn),
     }
 
 

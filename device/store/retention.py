@@ -4,7 +4,8 @@ Limits: ``storage.media_quota_bytes`` (bytes of media and thumbnails kept; 0 = n
 ``storage.min_free_bytes`` (free space left on the file system). When either is exceeded,
 files go in this order, oldest first within each step:
 
-1. media already uploaded (full-resolution files, then thumbnails, whose outbox item is done);
+1. media already uploaded (full-resolution files, then thumbnails, that ingest acknowledged:
+   ``uploaded_at`` / ``thumb_uploaded_at`` on the media row);
 2. thumbnails of blank events;
 3. full-resolution media of low-confidence events (blank, unknown, or a top probability below
    ``storage.evict_below_confidence``) that were not uploaded.
@@ -15,7 +16,12 @@ for it is marked dead with the same reason. If nothing evictable is left and the
 holds, the trap reports ``disk_full`` and keeps capturing (the store spools to RAM on ENOSPC).
 
 The byte total is kept running (added per commit, re-read from SQL now and then to catch
-thumbnails and deletions made by other rooms), so a check costs a statvfs, not a walk.
+thumbnails and deletions made by the vision worker), so a check costs a statvfs, not a walk.
+
+Retention also keeps the outbox from growing forever: at most once an hour (on a commit, or
+when the agent starts) done rows older than ``storage.outbox_done_retention_days`` are pruned
+(``Outbox.prune_done``). Captures are what make rows, so pruning on the commit path bounds the
+table.
 """
 
 from __future__ import annotations
@@ -28,13 +34,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from device.config import Settings
+from device.store import media, outbox
 from device.store.db import Database
-from device.store.outbox import item_id_for
+from device.store.media import Media
+from device.store.outbox import Outbox
+from device.store.vocabulary import ItemKind, MediaState
 
 log = logging.getLogger("camtrap.retention")
 
 BATCH = 50
 RESYNC_EVERY_S = 60.0
+PRUNE_EVERY_S = 3600.0
+DAY_S = 86_400.0
 
 
 @dataclass
@@ -60,18 +71,16 @@ _STEPS: list[tuple[str, bool, str]] = [
     (
         "uploaded media",
         False,
-        "SELECT m.media_id, m.path, COALESCE(m.size, 0) FROM media m JOIN outbox o"
-        " ON o.item_id = 'media:' || m.media_id"
-        " WHERE m.state = 'stored' AND m.path IS NOT NULL AND o.state = 'done'"
-        " ORDER BY m.captured_at LIMIT ?",
+        "SELECT m.media_id, m.path, COALESCE(m.size, 0) FROM media m"
+        " WHERE m.state = :stored AND m.path IS NOT NULL AND m.uploaded_at IS NOT NULL"
+        " ORDER BY m.captured_at LIMIT :batch",
     ),
     (
         "uploaded thumbnail",
         True,
-        "SELECT m.media_id, m.thumb_path, COALESCE(m.thumb_size, 0) FROM media m JOIN outbox o"
-        " ON o.item_id = 'thumb:' || m.media_id"
-        " WHERE m.thumb_path IS NOT NULL AND o.state = 'done'"
-        " ORDER BY m.captured_at LIMIT ?",
+        "SELECT m.media_id, m.thumb_path, COALESCE(m.thumb_size, 0) FROM media m"
+        " WHERE m.thumb_path IS NOT NULL AND m.thumb_uploaded_at IS NOT NULL"
+        " ORDER BY m.captured_at LIMIT :batch",
     ),
     (
         "blank thumbnail",
@@ -79,17 +88,17 @@ _STEPS: list[tuple[str, bool, str]] = [
         "SELECT m.media_id, m.thumb_path, COALESCE(m.thumb_size, 0) FROM media m"
         " JOIN observations ob ON ob.event_id = m.event_id AND ob.media_id IS NULL"
         " WHERE m.thumb_path IS NOT NULL AND ob.observation_type = 'blank'"
-        " ORDER BY m.captured_at LIMIT ?",
+        " ORDER BY m.captured_at LIMIT :batch",
     ),
     (
         "low-confidence media",
         False,
         "SELECT m.media_id, m.path, COALESCE(m.size, 0) FROM media m"
         " JOIN observations ob ON ob.event_id = m.event_id AND ob.media_id IS NULL"
-        " WHERE m.state = 'stored' AND m.path IS NOT NULL"
+        " WHERE m.state = :stored AND m.path IS NOT NULL"
         " AND (ob.observation_type IN ('blank', 'unknown')"
         "      OR COALESCE(ob.classification_probability, 1) < :threshold)"
-        " ORDER BY m.captured_at LIMIT ?",
+        " ORDER BY m.captured_at LIMIT :batch",
     ),
 ]
 
@@ -100,16 +109,23 @@ class Retention:
         settings: Settings,
         db: Callable[[], Database | None],
         on_disk_full: Callable[[bool, str], None] | None = None,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.data_dir = settings.storage.data_dir
         self.quota = settings.storage.media_quota_bytes
         self.min_free = settings.storage.min_free_bytes
         self.threshold = settings.storage.evict_below_confidence
+        self.done_retention_s = settings.storage.outbox_done_retention_days * DAY_S
         self.db = db
         self.on_disk_full = on_disk_full
+        self.monotonic = monotonic
+        self.wall_clock = wall_clock
         self.media_bytes = 0
         self.disk_full = False
         self._resynced_at = 0.0
+        self._pruned_at: float | None = None
 
     # -- accounting ------------------------------------------------------------------------
 
@@ -117,14 +133,8 @@ class Retention:
         db = self.db()
         if db is None:
             return self.media_bytes
-        with db.read() as conn:
-            full, thumbs = conn.execute(
-                "SELECT COALESCE(SUM(CASE WHEN state='stored' THEN size END), 0),"
-                " COALESCE(SUM(CASE WHEN thumb_path IS NOT NULL THEN thumb_size END), 0)"
-                " FROM media"
-            ).fetchone()
-        self.media_bytes = int(full) + int(thumbs)
-        self._resynced_at = time.monotonic()
+        self.media_bytes = Media(db).kept_bytes()
+        self._resynced_at = self.monotonic()
         return self.media_bytes
 
     def committed(self, media_ids: list[str]) -> None:
@@ -132,14 +142,7 @@ class Retention:
         db = self.db()
         if db is None or not media_ids:
             return
-        with db.read() as conn:
-            marks = ",".join("?" * len(media_ids))
-            added = conn.execute(
-                f"SELECT COALESCE(SUM(size), 0) FROM media WHERE media_id IN ({marks})"
-                " AND state = 'stored'",
-                media_ids,
-            ).fetchone()[0]
-        self.media_bytes += int(added)
+        self.media_bytes += Media(db).stored_bytes_of(media_ids)
 
     def free_bytes(self) -> int | None:
         try:
@@ -157,17 +160,30 @@ class Retention:
     # -- enforcing -------------------------------------------------------------------------
 
     def after_commit(self, media_ids: list[str]) -> RetentionReport:
-        if time.monotonic() - self._resynced_at > RESYNC_EVERY_S:
+        if self.monotonic() - self._resynced_at > RESYNC_EVERY_S:
             self.resync()
         else:
             self.committed(media_ids)
         return self.enforce()
+
+    def prune_outbox(self) -> int:
+        """Done outbox rows past ``storage.outbox_done_retention_days`` go; returns how many."""
+        db = self.db()
+        if db is None:
+            return 0
+        self._pruned_at = self.monotonic()
+        pruned = Outbox(db, clock=self.wall_clock).prune_done(self.done_retention_s)
+        if pruned:
+            log.info("pruned %d outbox rows acknowledged long ago", pruned)
+        return pruned
 
     def enforce(self) -> RetentionReport:
         report = RetentionReport()
         db = self.db()
         if db is None:
             return report
+        if self._pruned_at is None or self.monotonic() - self._pruned_at >= PRUNE_EVERY_S:
+            self.prune_outbox()
         for name, thumbnail, sql in _STEPS:
             while self.over_limit():
                 batch = self._candidates(db, sql, thumbnail, name)
@@ -190,10 +206,8 @@ class Retention:
 
     def _candidates(self, db: Database, sql: str, thumbnail: bool, name: str) -> list[Eviction]:
         with db.read() as conn:
-            params: tuple[object, ...] = (
-                (self.threshold, BATCH) if ":threshold" in sql else (BATCH,)
-            )
-            rows = conn.execute(sql.replace(":threshold", "?"), params).fetchall()
+            params = {"stored": MediaState.STORED, "threshold": self.threshold, "batch": BATCH}
+            rows = conn.execute(sql, params).fetchall()
         return [Eviction(r[0], r[1], int(r[2]), thumbnail, f"retention: {name}") for r in rows]
 
     def _evict(self, db: Database, batch: list[Eviction]) -> None:
@@ -225,16 +239,10 @@ class Retention:
 
 
 def _record_eviction(conn: sqlite3.Connection, ev: Eviction) -> None:
-    kind = "thumbnail" if ev.thumbnail else "media"
     if ev.thumbnail:
-        conn.execute("UPDATE media SET thumb_path = NULL WHERE media_id = ?", (ev.media_id,))
+        media.forget_thumbnail(conn, ev.media_id)
     else:
-        conn.execute(
-            "UPDATE media SET state = 'evicted', error = ? WHERE media_id = ?",
-            (ev.reason, ev.media_id),
-        )
+        media.mark_evicted(conn, ev.media_id, ev.reason)
     # An upload that can no longer happen stays visible, with the reason, for a human.
-    conn.execute(
-        "UPDATE outbox SET state = 'dead', last_error = ? WHERE item_id = ? AND state != 'done'",
-        (ev.reason, item_id_for(kind, ev.media_id)),
-    )
+    kind = ItemKind.THUMBNAIL if ev.thumbnail else ItemKind.MEDIA
+    outbox.kill_unsent(conn, kind, ev.media_id, ev.reason)

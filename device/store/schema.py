@@ -2,7 +2,9 @@
 
 Each migration runs once, in one transaction, and bumps ``schema_version``. A database whose
 version is newer than this code knows is refused (a downgraded package must not write to it).
-Columns use Camtrap DP names where one exists, in snake_case.
+Columns use Camtrap DP names where one exists, in snake_case. A shipped migration is history:
+it is never edited, so its SQL spells states as they were then (``vocabulary`` is where code
+takes them from).
 """
 
 from __future__ import annotations
@@ -106,6 +108,29 @@ MIGRATIONS: list[str] = [
         key   TEXT PRIMARY KEY,
         value TEXT NOT NULL
     );
+    """,
+    # 3: upload facts live on the rows they describe, so done outbox rows can be pruned
+    """
+    ALTER TABLE events ADD COLUMN uploaded_at REAL;       -- metadata acknowledged (unix time)
+    ALTER TABLE media ADD COLUMN uploaded_at REAL;        -- full-resolution file acknowledged
+    ALTER TABLE media ADD COLUMN thumb_uploaded_at REAL;  -- thumbnail acknowledged
+    UPDATE events SET uploaded_at = (
+        SELECT COALESCE(o.done_at, o.created_at) FROM outbox o
+        WHERE o.kind = 'metadata' AND o.ref_id = events.event_id AND o.state = 'done');
+    UPDATE media SET uploaded_at = (
+        SELECT COALESCE(o.done_at, o.created_at) FROM outbox o
+        WHERE o.kind = 'media' AND o.ref_id = media.media_id AND o.state = 'done');
+    UPDATE media SET thumb_uploaded_at = (
+        SELECT COALESCE(o.done_at, o.created_at) FROM outbox o
+        WHERE o.kind = 'thumbnail' AND o.ref_id = media.media_id AND o.state = 'done');
+    -- Waiting was a pending row with a reason in last_error; it is a state of its own now.
+    UPDATE outbox SET state = 'waiting_classification', last_error = NULL
+        WHERE state = 'pending' AND last_error = 'waiting for its event to be classified';
+    UPDATE outbox SET state = 'waiting_metadata', last_error = NULL
+        WHERE state = 'pending'
+        AND last_error = 'waiting for its event''s metadata to be acknowledged';
+    -- Pruning walks done rows by age.
+    CREATE INDEX outbox_done_at ON outbox(done_at);
     """,
 ]
 

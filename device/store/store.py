@@ -7,6 +7,10 @@ file without a row, which ``reconcile`` re-registers on the next start from the 
 When the data dir is unwritable or gone, frames go to a spool in ``fallback_dir`` (RAM on a
 Pi) as JPEG + JSON pairs, and the store probes the data dir until it is back, then imports
 the spool. Nothing is dropped silently: what cannot be kept is recorded with the reason.
+
+``MediaStore`` is also the vision worker's door: the closed events waiting for a verdict,
+their thumbnails, and ``record_verdict`` (see ``verdicts``). The SQL lives in the table
+modules (``events``, ``media``, ``observations``, ``outbox``, ``kv``).
 """
 
 from __future__ import annotations
@@ -25,11 +29,14 @@ from typing import Any
 from device import __version__
 from device.capture.types import CapturedFrame, EventClosed
 from device.config import Settings
-from device.store import files, recovery
+from device.store import events, files, kv, media, outbox, recovery, thumbs, verdicts
 from device.store.db import Database
 from device.store.exif import CaptureTags, build_exif, read_record, with_exif
 from device.store.health import RECOVERY_KEY
-from device.store.outbox import PRIORITY, Outbox
+from device.store.media import MediaRow, StoredFile
+from device.store.outbox import Outbox
+from device.store.verdicts import EventToClassify, Verdict
+from device.store.vocabulary import ItemKind, MediaState, Priority
 
 log = logging.getLogger("camtrap.store")
 
@@ -51,16 +58,18 @@ class _Prepared:
     """A frame after its file was written: everything its row needs."""
 
     item: CapturedFrame
-    path: str | None
-    sha256: str | None
-    size: int | None
-    state: str
+    file: StoredFile | None
+    state: MediaState
     error: str | None
 
 
 class MediaStore:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, *, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        """``monotonic`` paces the probes of an unusable data dir."""
         self.settings = settings
+        self.monotonic = monotonic
         self.data_dir = settings.storage.data_dir
         self.spool_dir = settings.storage.fallback_dir / SPOOL_DIR
         self.db: Database | None = None
@@ -138,23 +147,16 @@ class MediaStore:
     def _record_recovery(self, aside: Path, problem: str, found: dict[str, int]) -> None:
         assert self.db is not None
         with self.db.write() as conn:
-            one = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
             record = {
                 "at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "aside": aside.name,
                 "reason": problem[:500],
                 "rebuilt_media": found.get("recovered_files", 0),
-                "rebuilt_events": one("SELECT COUNT(*) FROM events"),
-                "outbox_pending": one(
-                    "SELECT COUNT(*) FROM outbox WHERE state IN ('pending', 'inflight')"
-                ),
+                "rebuilt_events": events.count(conn),
+                "outbox_pending": outbox.queued_count(conn),
             }
-            bump_counter(conn, RECOVERY_KEY)
-            conn.execute(
-                "INSERT INTO kv (key, value) VALUES (?, ?)"
-                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (RECOVERY_KEY, json.dumps(record, sort_keys=True)),
-            )
+            kv.bump_counter(conn, RECOVERY_KEY)
+            kv.put(conn, RECOVERY_KEY, json.dumps(record, sort_keys=True))
         self.recovery = record
         log.error(
             "database rebuilt from the media files: %d captures re-registered and queued for"
@@ -173,15 +175,15 @@ class MediaStore:
             self.db.close()
             self.db = None
         self.last_error = reason
-        self._next_probe = time.monotonic() + self.settings.storage.probe_interval_s
+        self._next_probe = self.monotonic() + self.settings.storage.probe_interval_s
         log.error(
             "storage fallback: %s; captures go to %s until it recovers", reason, self.spool_dir
         )
 
     def maybe_recover(self) -> None:
-        if self.db is not None or time.monotonic() < self._next_probe:
+        if self.db is not None or self.monotonic() < self._next_probe:
             return
-        self._next_probe = time.monotonic() + self.settings.storage.probe_interval_s
+        self._next_probe = self.monotonic() + self.settings.storage.probe_interval_s
         try:
             self._open_primary()
         except (OSError, sqlite3.Error) as exc:
@@ -215,18 +217,10 @@ class MediaStore:
         with self.db.write() as conn:
             for p in prepared:
                 insert_frame(
-                    conn,
-                    p.item,
-                    p.path,
-                    p.sha256,
-                    p.size,
-                    p.state,
-                    p.error,
-                    self.settings.device.deployment_id,
+                    conn, p.item, p.file, p.state, p.error, self.settings.device.deployment_id
                 )
-                (result.committed_media if p.state == "stored" else result.failed_media).append(
-                    p.item.media_id
-                )
+                stored = p.state is MediaState.STORED
+                (result.committed_media if stored else result.failed_media).append(p.item.media_id)
             for it in items:
                 if isinstance(it, EventClosed):
                     close_event(conn, it)
@@ -246,15 +240,13 @@ class MediaStore:
         if problem is not None:
             rel = rel.with_suffix(".bin")
             if not data:
-                return _Prepared(item, None, None, 0, "failed", problem)
+                return _Prepared(item, None, MediaState.FAILED, problem)
         directory = files.ensure_subdir(self.data_dir, *rel.parent.parts)
         files.atomic_write(directory, rel.name, data)
         return _Prepared(
             item,
-            str(rel),
-            files.sha256_hex(data),
-            len(data),
-            "stored" if problem is None else "failed",
+            StoredFile(str(rel), files.sha256_hex(data), len(data)),
+            MediaState.STORED if problem is None else MediaState.FAILED,
             problem,
         )
 
@@ -320,12 +312,11 @@ class MediaStore:
             record = json.loads(entry.read_bytes())
             if record["type"] == "close":
                 with self.db.write() as conn:
-                    conn.execute(
-                        "UPDATE events SET ended_at=?, frame_count=MAX(frame_count, ?), "
-                        "state=CASE WHEN state='open' THEN 'closed' ELSE state END "
-                        "WHERE event_id=?",
-                        (record["ended_at"], record["frame_count"], record["event_id"]),
+                    events.close_spooled(
+                        conn, record["event_id"], record["ended_at"], record["frame_count"]
                     )
+                    # As for a close committed directly: its metadata is owed to the cloud.
+                    queue_metadata(conn, record["event_id"])
             else:
                 self._import_spooled_frame(record)
             for sibling in (entry, entry.with_suffix(".img")):
@@ -345,27 +336,52 @@ class MediaStore:
         rel = files.media_relpath(
             captured_at, record["media_id"], files.MEDIA_DIR if problem is None else FAILED_DIR
         )
-        path = sha = None
+        stored = None
         if data:
             if problem is not None:
                 rel = rel.with_suffix(".bin")
             directory = files.ensure_subdir(self.data_dir, *rel.parent.parts)
             files.atomic_write(directory, rel.name, data)
-            path, sha = str(rel), files.sha256_hex(data)
+            stored = StoredFile(str(rel), files.sha256_hex(data), len(data))
         with self.db.write() as conn:
             register_from_record(
                 conn,
                 record,
-                path,
-                sha,
-                len(data),
-                "stored" if problem is None else "failed",
+                stored,
+                MediaState.STORED if problem is None else MediaState.FAILED,
                 problem,
                 recovered=False,
             )
 
     def spool_count(self) -> int:
         return len(list(self.spool_dir.glob("*.json"))) if self.spool_dir.is_dir() else 0
+
+    # -- the vision worker's door ----------------------------------------------------------
+
+    def events_awaiting_classification(self) -> list[str]:
+        """Closed events never classified (e.g. before a crash), oldest first."""
+        return [] if self.db is None else events.Events(self.db).awaiting_classification()
+
+    def event_to_classify(self, event_id: str) -> EventToClassify | None:
+        """The event and its frames while it waits for a verdict; None otherwise (or while
+        the store runs on its RAM fallback)."""
+        return None if self.db is None else verdicts.event_to_classify(self.db, event_id)
+
+    def write_thumbnail(self, frame: MediaRow, data: bytes) -> StoredFile:
+        """The thumbnail file of a stored frame; recorded by ``record_verdict``."""
+        if not frame.path:
+            raise ValueError(f"media {frame.media_id} has no file to make a thumbnail of")
+        return thumbs.write_thumbnail(self.data_dir, frame.path, data)
+
+    def record_verdict(self, verdict: Verdict) -> list[Path]:
+        """See ``verdicts.record_verdict``; the policy is ``vision.blank_media_policy``."""
+        if self.db is None:
+            raise files.DataDirUnavailable(
+                f"data dir {self.data_dir} is unusable: {self.last_error}"
+            )
+        return verdicts.record_verdict(
+            self.db, self.data_dir, verdict, self.settings.vision.blank_media_policy
+        )
 
 
 def _dir_size(path: Path) -> int:
@@ -398,95 +414,47 @@ def _lores_mean(item: CapturedFrame) -> float | None:
 def insert_frame(
     conn: sqlite3.Connection,
     item: CapturedFrame,
-    path: str | None,
-    sha256: str | None,
-    size: int | None,
-    state: str,
+    file: StoredFile | None,
+    state: MediaState,
     error: str | None,
     deployment_id: str,
 ) -> None:
     record = frame_record(item, deployment_id)
     record["media_id"] = item.media_id
-    register_from_record(conn, record, path, sha256, size, state, error, recovered=False)
+    register_from_record(conn, record, file, state, error, recovered=False)
 
 
 def register_from_record(
     conn: sqlite3.Connection,
     record: dict[str, Any],
-    path: str | None,
-    sha256: str | None,
-    size: int | None,
-    state: str,
+    file: StoredFile | None,
+    state: MediaState,
     error: str | None,
     *,
     recovered: bool,
 ) -> None:
     """Insert the event (if new), the media row and its outbox entry; idempotent by id."""
-    conn.execute(
-        "INSERT OR IGNORE INTO events (event_id, deployment_id, capture_method, trigger_source,"
-        " started_at, clock_source, clock_synced, created_seq)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, (SELECT COALESCE(MAX(created_seq), 0) + 1 FROM events))",
-        (
-            record["event_id"],
-            record.get("deployment_id", ""),
-            record["capture_method"],
-            record["trigger_source"],
-            record["captured_at"],
-            record["clock_source"],
-            int(bool(record["clock_synced"])),
-        ),
-    )
-    inserted = conn.execute(
-        "INSERT OR IGNORE INTO media (media_id, event_id, seq, captured_at, path, sha256, size,"
-        " width, height, capture_method, trigger_source, clock_source, clock_synced, ir_on,"
-        " lores_mean, state, error, recovered) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        (
-            record["media_id"],
-            record["event_id"],
-            record["seq"],
-            record["captured_at"],
-            path,
-            sha256,
-            size,
-            record.get("width"),
-            record.get("height"),
-            record["capture_method"],
-            record["trigger_source"],
-            record["clock_source"],
-            int(bool(record["clock_synced"])),
-            int(bool(record.get("ir_on"))),
-            record.get("lores_mean"),
-            state,
-            error,
-            int(recovered),
-        ),
-    ).rowcount
-    if inserted:
-        conn.execute(
-            "UPDATE events SET frame_count = frame_count + 1 WHERE event_id = ?",
-            (record["event_id"],),
-        )
-    if inserted and state == "stored":
+    events.insert_if_new(conn, record)
+    if not media.insert_if_new(conn, record, file, state, error, recovered=recovered):
+        return
+    events.count_frame(conn, record["event_id"])
+    if state is MediaState.STORED:
         # A test capture (capture-test command) travels at the top priority class.
-        test = record["trigger_source"] == "test"
-        priority = PRIORITY["metadata"] if test else PRIORITY["media"]
-        Outbox.enqueue(conn, "media", record["media_id"], priority, size or 0)
+        test = record["trigger_source"] == verdicts.TEST_TRIGGER
+        priority = Priority.METADATA if test else Priority.MEDIA
+        Outbox.enqueue(conn, ItemKind.MEDIA, record["media_id"], priority, file.size if file else 0)
 
 
 def close_event(conn: sqlite3.Connection, closed: EventClosed) -> None:
-    conn.execute(
-        "UPDATE events SET ended_at = ?, state = 'closed' WHERE event_id = ? AND state = 'open'",
-        (closed.ended_at.isoformat(), closed.event_id),
-    )
-    Outbox.enqueue(conn, "metadata", closed.event_id, PRIORITY["metadata"])
+    events.close(conn, closed.event_id, closed.ended_at.isoformat())
+    queue_metadata(conn, closed.event_id)
 
 
-def bump_counter(conn: sqlite3.Connection, name: str, by: int = 1) -> None:
-    conn.execute(
-        "INSERT INTO counters (name, value) VALUES (?, ?)"
-        " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
-        (name, by),
-    )
+def queue_metadata(conn: sqlite3.Connection, event_id: str) -> None:
+    """The event's metadata item; once acknowledged (its done row maybe pruned since) it is
+    never owed again."""
+    if not events.metadata_uploaded(conn, event_id):
+        Outbox.enqueue(conn, ItemKind.METADATA, event_id, Priority.METADATA)
 
 
 # -- start-up reconciliation ------------------------------------------------------------------
@@ -518,43 +486,28 @@ def reconcile(
             elif root.name == files.MEDIA_DIR and path.suffix == ".jpg":
                 on_disk[path.stem] = path
     with db.read() as conn:
-        rows = conn.execute("SELECT media_id, path, state FROM media").fetchall()
-    known = {row["media_id"] for row in rows}
+        rows = media.ids_paths_states(conn)
+    known = {media_id for media_id, _, _ in rows}
     for media_id, path in sorted(on_disk.items()):
         if media_id in known:
             continue
         _reregister(db, data_dir, media_id, path, settings)
         found["recovered_files"] += 1
     with db.write() as conn:
-        for row in rows:
-            if row["state"] == "stored" and row["path"] and not (data_dir / row["path"]).exists():
-                log.warning("media %s: file %s is missing; flagged", row["media_id"], row["path"])
-                conn.execute(
-                    "UPDATE media SET state='missing', error='file missing at start-up'"
-                    " WHERE media_id=?",
-                    (row["media_id"],),
-                )
+        for media_id, rel, state in rows:
+            if state is MediaState.STORED and rel and not (data_dir / rel).exists():
+                log.warning("media %s: file %s is missing; flagged", media_id, rel)
+                media.mark_missing(conn, media_id, "file missing at start-up")
                 found["missing_files"] += 1
         if close_open_events:
-            open_events = conn.execute(
-                "SELECT e.event_id, e.capture_method, COALESCE(MAX(m.captured_at), e.started_at)"
-                " AS ended FROM events e LEFT JOIN media m ON m.event_id = e.event_id"
-                " WHERE e.state = 'open' GROUP BY e.event_id"
-            ).fetchall()
-            for event in open_events:
+            for event_id, capture_method, ended in events.left_open(conn):
                 close_event(
-                    conn,
-                    EventClosed(
-                        event["event_id"],
-                        datetime.fromisoformat(event["ended"]),
-                        0,
-                        event["capture_method"],
-                    ),
+                    conn, EventClosed(event_id, datetime.fromisoformat(ended), 0, capture_method)
                 )
                 found["events_closed"] += 1
         for name, value in found.items():
             if value:
-                bump_counter(conn, name, value)
+                kv.bump_counter(conn, name, value)
     if any(found.values()):
         log.warning("reconciled data dir: %s", found)
     return found
@@ -564,9 +517,9 @@ def _reregister(
     db: Database, data_dir: Path, media_id: str, path: Path, settings: Settings
 ) -> None:
     record = read_record(path)
-    rel = str(path.relative_to(data_dir))
-    sha = files.sha256_file(path)
-    size = path.stat().st_size
+    stored = StoredFile(
+        str(path.relative_to(data_dir)), files.sha256_file(path), path.stat().st_size
+    )
     if record is None or "event_id" not in record:
         # The file has no self-description (not ours, or damaged): keep it, visibly.
         stamp = datetime.fromtimestamp(path.stat().st_mtime).astimezone()
@@ -584,9 +537,9 @@ def _reregister(
     else:
         error = None
     record["media_id"] = media_id
-    log.warning("re-registering %s (file without a row)", rel)
+    log.warning("re-registering %s (file without a row)", stored.path)
     with db.write() as conn:
-        register_from_record(conn, record, rel, sha, size, "stored", error, recovered=True)
+        register_from_record(conn, record, stored, MediaState.STORED, error, recovered=True)
 
 
 def free_bytes(path: Path) -> int | None:

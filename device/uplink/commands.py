@@ -6,6 +6,11 @@ agent runs, ``sync`` does not open the database for writing: it leaves a request
 data dir (the agent makes every queued item due now and deletes the file) and then watches
 the outbox read-only until it is empty or the timeout passes.
 
+``--json`` prints the outcome as one JSON object on stdout (progress goes to stderr): what was
+sent, what is left per kind and state, the dead items with their reasons, and every capture
+with what of it ingest acknowledged (``captures``), so another program (the demo) can compare
+the trap with the cloud without reading the database itself.
+
 Exit status: 0 when nothing is left to send, 1 when items are left (listed), 2 on a config
 problem or when uploads are switched off; 10 no data dir (card not mounted), 11 store
 unreadable, 12 store locked, 13 read-only media (see ``device.store.health``).
@@ -15,30 +20,34 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from device.config import Settings
 from device.errors import UserError
 from device.plugins import seconds
 from device.runlock import SYNC_REQUEST, RunLock
-from device.store.db import Database, open_readonly
+from device.store.db import Database, DatabaseError, ReadOnlyConnection, Source, open_readonly
+from device.store.events import Events
 from device.store.health import StoreHealth, StoreState, classify_error, inspect
-from device.store.outbox import Outbox
+from device.store.media import Media
+from device.store.outbox import Outbox, QueueLine
 from device.store.store import DB_NAME
-from device.uplink.drain import WAITING_CLASSIFICATION
+from device.store.vocabulary import OutboxState
+from device.uplink.drain import Drain
 
 EXIT_LEFT = 1
 # A day: a sync left running longer than that is forgotten, not patient.
 MAX_SYNC_TIMEOUT_S = 86_400.0
 EXIT_CONFIG = 2
+DEAD_SHOWN = 5  # dead items listed in the text report (the JSON lists them all)
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     sync = sub.add_parser("sync", help="upload everything queued now, with progress")
     sync.add_argument(
         "--timeout",
@@ -50,6 +59,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--all", action="store_true", help="ignore the metered-link policy and the byte budget"
     )
     sync.add_argument("--plain", action="store_true", help="progress as lines, not a bar")
+    sync.add_argument(
+        "--json",
+        action="store_true",
+        help="the outcome as one JSON object on stdout, with every capture's upload state",
+    )
     sync.set_defaults(func=cmd_sync)
 
 
@@ -64,8 +78,12 @@ def cmd_sync(args: argparse.Namespace, load: Callable[[], Settings]) -> int:
     data_dir = settings.storage.data_dir
     if not _store_to_sync(data_dir):
         print(f"camtrap sync: no database in {data_dir}; nothing was captured", file=sys.stderr)
+        if args.json:
+            print(json.dumps(SyncReport.nothing().as_json()))
         return 0
-    bar = ProgressBar(sys.stdout, plain=args.plain or not sys.stdout.isatty())
+    # With --json stdout carries the one JSON object; everything for people goes to stderr.
+    human = sys.stderr if args.json else sys.stdout
+    bar = ProgressBar(human, plain=args.plain or args.json or not human.isatty())
     lock = RunLock(data_dir)
     if not lock.acquire(blocking=False):
         return _through_agent(settings, lock, args, bar)
@@ -91,19 +109,19 @@ def _open_store(path: Path) -> Database:
     """The database for writing, or UserError naming the path and what to do."""
     try:
         return Database(path)
-    except sqlite3.Error as exc:
+    except DatabaseError as exc:
         raise _unreadable(exc, path) from exc
 
 
-def _read_store(path: Path) -> sqlite3.Connection:
+def _read_store(path: Path) -> ReadOnlyConnection:
     """The database read-only (works on read-only media too), or UserError."""
     try:
         return open_readonly(path)
-    except sqlite3.Error as exc:
+    except DatabaseError as exc:
         raise _unreadable(exc, path) from exc
 
 
-def _unreadable(exc: sqlite3.Error, path: Path) -> UserError:
+def _unreadable(exc: DatabaseError, path: Path) -> UserError:
     reason, detail = classify_error(exc, path)
     health = StoreHealth(StoreState.UNREADABLE, path.parent, reason=reason, detail=detail)
     return UserError(health.message(), health.exit_code)
@@ -120,7 +138,7 @@ def _drain_here(settings: Settings, args: argparse.Namespace, bar: ProgressBar) 
         box = Outbox(db)
         box.recover_inflight()  # a crashed agent may have left items in flight
         box.due_now()
-        start_items, start_bytes = _left(box)
+        start_items, start_bytes = box.left()
         transport = make_transport(settings)
         drain = make_drain(settings, db, transport)
         drain.policy.override_all = args.all
@@ -137,48 +155,29 @@ def _drain_here(settings: Settings, args: argparse.Namespace, bar: ProgressBar) 
                     p.online,
                     f"offline: {p.offline_reason or 'cloud not reached yet'}; retrying",
                 )
-                if drain.idle() and not _due_soon(db, drain, deadline):
+                if drain.idle() and not _due_soon(box, drain, deadline):
                     break
         finally:
             drain.close()
             transport.close()
         bar.done()
-        code = _summary(box, drain.progress.items_done, drain.progress.bytes_done)
-        offline = not drain.progress.online and drain.progress.offline_reason
-        if offline:
-            print(f"sync: offline: {drain.progress.offline_reason}")
-        if code:
-            why = f"offline: {drain.progress.offline_reason}" if offline else "not all sent"
-            print(
-                f"camtrap sync: items are left on the trap ({why}); run it again", file=sys.stderr
-            )
-        return code
+        offline = drain.progress.offline_reason if not drain.progress.online else None
+        report = SyncReport.read(db, drain.progress.items_done, drain.progress.bytes_done, offline)
+        return _tell(report, args, bar.out)
     finally:
         db.close()
 
 
-def _due_soon(db: Database, drain, deadline: float) -> bool:  # type: ignore[no-untyped-def]
+def _due_soon(box: Outbox, drain: Drain, deadline: float) -> bool:
     """Will anything the policy allows become due, and sendable, before we give up?
 
     Metadata of events still waiting for classification (and the files behind it) never
     becomes sendable in this process: only the agent classifies. Those do not keep us here.
     """
-    kinds = drain.policy.kinds(drain.probe.link_type())
-    marks = ",".join("?" * len(kinds))
-    with db.read() as conn:
-        row = conn.execute(
-            "SELECT MIN(o.next_attempt_at) FROM outbox o"
-            " LEFT JOIN media m ON o.kind != 'metadata' AND m.media_id = o.ref_id"
-            " LEFT JOIN outbox mo ON mo.item_id = 'meta:' || m.event_id"
-            f" WHERE o.state = 'pending' AND o.kind IN ({marks})"
-            " AND COALESCE(o.last_error, '') != ?"
-            " AND (o.kind = 'metadata' OR (mo.item_id IS NOT NULL"
-            "      AND COALESCE(mo.last_error, '') != ?))",
-            (*kinds, WAITING_CLASSIFICATION, WAITING_CLASSIFICATION),
-        ).fetchone()
-    if row[0] is None:
+    due_at = box.next_sendable_at(drain.policy.kinds(drain.probe.link_type()))
+    if due_at is None:
         return False
-    return row[0] - time.time() < deadline - time.monotonic()
+    return due_at - time.time() < deadline - time.monotonic()
 
 
 # -- an agent is running: ask it, then watch ---------------------------------------------------
@@ -200,7 +199,7 @@ def _through_agent(
     while time.monotonic() < deadline:
         conn = _read_store(data_dir / DB_NAME)
         try:
-            items, nbytes = _left_ro(conn)
+            items, nbytes = Outbox(conn).left()
         finally:
             conn.close()
         if first_items is None:
@@ -223,62 +222,135 @@ def _through_agent(
         print("camtrap sync: the agent did not pick up the request", file=sys.stderr)
     conn = _read_store(data_dir / DB_NAME)
     try:
-        code = _summary_ro(conn)
+        report = SyncReport.read(conn, None, None, None)
     finally:
         conn.close()
-    if code:
-        print("camtrap sync: items are left on the trap; run it again", file=sys.stderr)
-    return code
+    return _tell(report, args, bar.out, agent=True)
 
 
 # -- reporting ---------------------------------------------------------------------------------
 
 
-def _left(box: Outbox) -> tuple[int, int]:
-    return sum(box.depth().values()), box.pending_bytes()
+@dataclass(frozen=True)
+class SyncReport:
+    """What a sync leaves behind, read from the store once the sending stopped."""
 
+    sent_items: int | None  # None: an agent did the sending, this process only watched
+    sent_bytes: int | None
+    queue: list[QueueLine]
+    dead: list[tuple[str, str | None]]
+    captures: dict[str, list[dict[str, Any]]]
+    offline_reason: str | None
 
-def _left_ro(conn) -> tuple[int, int]:  # type: ignore[no-untyped-def]
-    row = conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM outbox"
-        " WHERE state IN ('pending', 'inflight')"
-    ).fetchone()
-    return int(row[0]), int(row[1])
-
-
-def _breakdown(conn) -> list[tuple[str, str, int, int]]:  # type: ignore[no-untyped-def]
-    return [
-        tuple(r)
-        for r in conn.execute(
-            "SELECT kind, state, COUNT(*), COALESCE(SUM(bytes), 0) FROM outbox"
-            " WHERE state IN ('pending', 'inflight', 'dead') GROUP BY kind, state ORDER BY 1, 2"
+    @classmethod
+    def read(
+        cls,
+        source: Source,
+        sent_items: int | None,
+        sent_bytes: int | None,
+        offline_reason: str | None,
+    ) -> SyncReport:
+        box = Outbox(source)
+        return cls(
+            sent_items,
+            sent_bytes,
+            box.breakdown(),
+            box.dead_items(),
+            _captures(source),
+            offline_reason,
         )
-    ]
+
+    @classmethod
+    def nothing(cls) -> SyncReport:
+        """No database and no media files: nothing was ever captured."""
+        return cls(0, 0, [], [], {"events": [], "media": []}, None)
+
+    @property
+    def left(self) -> int:
+        return sum(line.items for line in self.queue if line.state is not OutboxState.DEAD)
+
+    @property
+    def left_bytes(self) -> int:
+        return sum(line.bytes for line in self.queue if line.state is not OutboxState.DEAD)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.left == 0 else EXIT_LEFT
+
+    def text(self) -> list[str]:
+        dead = sum(line.items for line in self.queue if line.state is OutboxState.DEAD)
+        sent = (
+            f"sent {self.sent_items} items ({_mb(self.sent_bytes)}); "
+            if self.sent_items is not None
+            else ""
+        )
+        lines = [f"sync: {sent}left {self.left} items; undeliverable {dead}"]
+        for q in self.queue:
+            lines.append(f"  {q.kind:<10} {q.state:<9} {q.items:>7}  {_mb(q.bytes)}")
+        for item_id, error in self.dead[:DEAD_SHOWN]:
+            lines.append(f"  dead {item_id}: {error}")
+        if self.offline_reason:
+            lines.append(f"sync: offline: {self.offline_reason}")
+        return lines
+
+    def as_json(self) -> dict[str, Any]:
+        sent = None if self.sent_items is None else {"items": self.sent_items}
+        if sent is not None:
+            sent["bytes"] = self.sent_bytes or 0
+        return {
+            "sent": sent,
+            "left": {"items": self.left, "bytes": self.left_bytes},
+            "undeliverable": len(self.dead),
+            "queue": [
+                {"kind": q.kind, "state": q.state, "items": q.items, "bytes": q.bytes}
+                for q in self.queue
+            ],
+            "dead": [{"item_id": i, "error": e} for i, e in self.dead],
+            "offline_reason": self.offline_reason,
+            "captures": self.captures,
+            "exit_code": self.exit_code,
+        }
 
 
-def _summary(box: Outbox, done_items: int, done_bytes: int) -> int:
-    with box.db.read() as conn:
-        return _report(conn, done_items, done_bytes)
+def _captures(source: Source) -> dict[str, list[dict[str, Any]]]:
+    """Every event and frame, and what of each ingest acknowledged."""
+    return {
+        "events": [
+            {"event_id": e.event_id, "metadata_uploaded": e.uploaded_at is not None}
+            for e in Events(source).uploads()
+        ],
+        "media": [
+            {
+                "media_id": m.media_id,
+                "event_id": m.event_id,
+                "state": m.state,
+                "sha256": m.sha256,
+                "thumb_sha256": m.thumb_sha256,
+                "uploaded": m.uploaded,
+                "thumbnail_uploaded": m.thumbnail_uploaded,
+                "upload_queued": m.upload_queued,
+            }
+            for m in Media(source).uploads()
+        ],
+    }
 
 
-def _summary_ro(conn) -> int:  # type: ignore[no-untyped-def]
-    return _report(conn, None, None)
-
-
-def _report(conn, done_items: int | None, done_bytes: int | None) -> int:  # type: ignore[no-untyped-def]
-    rows = _breakdown(conn)
-    left = sum(n for _, state, n, _ in rows if state != "dead")
-    dead = sum(n for _, state, n, _ in rows if state == "dead")
-    sent = f"sent {done_items} items ({_mb(done_bytes)}); " if done_items is not None else ""
-    print(f"sync: {sent}left {left} items; undeliverable {dead}")
-    for kind, state, n, nbytes in rows:
-        print(f"  {kind:<10} {state:<9} {n:>7}  {_mb(nbytes)}")
-    if dead:
-        for item_id, error in conn.execute(
-            "SELECT item_id, last_error FROM outbox WHERE state='dead' ORDER BY item_id LIMIT 5"
-        ):
-            print(f"  dead {item_id}: {error}")
-    return 0 if left == 0 else EXIT_LEFT
+def _tell(report: SyncReport, args: argparse.Namespace, human: TextIO, agent: bool = False) -> int:
+    """The report (text, or JSON on stdout) and, when items are left, one line saying so."""
+    if args.json:
+        print(json.dumps(report.as_json()))
+    else:
+        for line in report.text():
+            print(line, file=human)
+    if report.exit_code:
+        if agent:
+            why = ""
+        elif report.offline_reason:
+            why = f" (offline: {report.offline_reason})"
+        else:
+            why = " (not all sent)"
+        print(f"camtrap sync: items are left on the trap{why}; run it again", file=sys.stderr)
+    return report.exit_code
 
 
 def _mb(nbytes: int | None) -> str:

@@ -16,6 +16,13 @@ One thread owns the whole exchange, so no lock guards the window:
 When the link drops every item in flight goes back to pending at once (no attempt counted);
 an item that hears nothing for ``ack_timeout_s`` is retried with backoff. Acks that arrive
 for items no longer in the window are still applied: ingest has the data, whatever we thought.
+An item not ready yet waits in the outbox (``waiting_classification``, ``waiting_metadata``)
+and is claimed again once its delay has passed.
+
+The drain reads and writes the device database only through the store's repositories
+(``Outbox``, ``Media``, ``KeyValues``). Its timing runs on two injectable clocks: ``clock``
+(a ``device.clock.MonotonicClock``: deadlines, flush and claim pacing, the offline wait) and
+``wall_clock`` (unix seconds: the outbox's due times and stamps).
 """
 
 from __future__ import annotations
@@ -29,9 +36,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from device import protocol
+from device.clock import SYSTEM_CLOCK, MonotonicClock
 from device.protocol import Ack, CaptureMeta, ErrorReply, MediaChunk, ProtocolError
-from device.store.db import Database
-from device.store.outbox import Outbox, OutboxItem, item_id_for
+from device.store.db import Database, Source
+from device.store.kv import KeyValues
+from device.store.media import Media, MediaRow
+from device.store.outbox import Outbox, OutboxItem
+from device.store.vocabulary import ItemKind, OutboxState, item_id_for
 from device.uplink import payloads
 from device.uplink.connectivity import FixedProbe, NetworkProbe
 from device.uplink.policy import SyncPolicy
@@ -44,8 +55,6 @@ UNREADY_DELAY_S = 5.0
 FLUSH_INTERVAL_S = 0.2
 FLUSH_MAX_COMPLETES = 1000
 IDLE_POLL_S = 1.0
-WAITING_CLASSIFICATION = "waiting for its event to be classified"
-WAITING_METADATA = "waiting for its event's metadata to be acknowledged"
 META_OVERHEAD = 2048  # rough bytes of a metadata message, for the byte window only
 
 
@@ -66,7 +75,6 @@ class Flight:
 
 @dataclass
 class Progress:
-    started: float = field(default_factory=time.monotonic)
     items_done: int = 0
     bytes_done: int = 0
     items_dead: int = 0
@@ -74,11 +82,6 @@ class Progress:
     online: bool = False
     # Why the cloud is not reachable, naming the host ("MQTT broker h:p: refused"); None online.
     offline_reason: str | None = None
-
-    @property
-    def rate_bps(self) -> float:
-        elapsed = max(1e-6, time.monotonic() - self.started)
-        return self.bytes_done / elapsed
 
 
 class Drain:
@@ -98,14 +101,20 @@ class Drain:
         ack_timeout_s: float = 60.0,
         connect_timeout_s: float = 5.0,
         max_offline_backoff_s: float = 60.0,
+        clock: MonotonicClock = SYSTEM_CLOCK,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.db = db
         self.transport = transport
         self.data_dir = data_dir
         self.device_id = device_id
         self.vision = vision
-        self.outbox = outbox or Outbox(db)
-        self.policy = policy or SyncPolicy(db)
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.outbox = outbox or Outbox(db, clock=wall_clock)
+        self.media = Media(db)
+        self.kv = KeyValues(db)
+        self.policy = policy or SyncPolicy(db, clock=wall_clock)
         self.probe = probe or FixedProbe()
         self.window_items = window_items
         self.window_bytes = window_bytes
@@ -119,7 +128,7 @@ class Drain:
         self._unacked_bytes = 0
         self._completes: list[str] = []
         self._completed_unflushed: set[str] = set()
-        self._last_flush = time.monotonic()
+        self._last_flush = clock.monotonic()
         self._claim_after = 0.0
         self._nothing_claimed = False
         self._offline_delay = 1.0
@@ -150,7 +159,7 @@ class Drain:
         if not self.transport.is_connected and not self._try_connect():
             self.progress.online = False
             self._flush(force=True)
-            self.wakeup.wait(max(0.05, self._next_connect - time.monotonic()))
+            self.clock.wait(self.wakeup, max(0.05, self._next_connect - self.clock.monotonic()))
             self.wakeup.clear()
             return
         self.progress.online = True
@@ -159,7 +168,11 @@ class Drain:
             hook(self.transport)
         self._fill()
         self._pump()
-        wait = 0.05 if self.window else max(0.01, min(IDLE_POLL_S, self._claim_after - _now()))
+        wait = (
+            0.05
+            if self.window
+            else max(0.01, min(IDLE_POLL_S, self._claim_after - self.clock.monotonic()))
+        )
         event = self.transport.next_event(timeout=wait)
         events = ([event] if event is not None else []) + self.transport.drain_events()
         for ev in events:
@@ -168,7 +181,7 @@ class Drain:
         self._flush()
 
     def _try_connect(self) -> bool:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if now < self._next_connect:
             return False
         if self.probe.network_up() is False:
@@ -188,7 +201,7 @@ class Drain:
             self._offline_delay = 1.0
             self._claim_after = 0.0
             return True
-        self._next_connect = time.monotonic() + self._offline_delay
+        self._next_connect = self.clock.monotonic() + self._offline_delay
         self._offline_delay = min(self.max_offline_backoff_s, self._offline_delay * 2)
         return False
 
@@ -200,7 +213,7 @@ class Drain:
 
     def _fill(self) -> None:
         room = self.window_items - len(self.window)
-        if room <= 0 or _now() < self._claim_after:
+        if room <= 0 or self.clock.monotonic() < self._claim_after:
             return
         if self.window and room < max(1, self.window_items // 4):
             return  # claim in batches: each claim is a write transaction
@@ -210,46 +223,51 @@ class Drain:
         items = self.outbox.claim(room, kinds=kinds)
         self._nothing_claimed = not items
         if not items:
-            self._claim_after = _now() + IDLE_POLL_S
+            self._claim_after = self.clock.monotonic() + IDLE_POLL_S
             return
-        self._build(items)
+        # Ingest already acknowledged these (the ack came late, while they were back in the
+        # outbox); the next flush marks them done: sending them again would only fetch
+        # another "complete".
+        self._build([i for i in items if i.item_id not in self._completed_unflushed])
 
     def _build(self, items: list[OutboxItem]) -> None:
         unready: list[str] = []
         defer: list[str] = []
         dead: list[tuple[str, str]] = []
-        metas = [i for i in items if i.kind == "metadata"]
-        files = [i for i in items if i.kind != "metadata"]
-        deadline = time.monotonic() + self.ack_timeout_s
-        with self.db.read() as conn:
-            for item in metas:
-                try:
-                    meta = payloads.capture_meta(
-                        conn, self.device_id, item.item_id, item.ref_id, self.vision
-                    )
-                except payloads.Unready:
-                    unready.append(item.item_id)
-                    continue
-                except payloads.Undeliverable as exc:
-                    dead.append((item.item_id, str(exc)))
-                    continue
-                self.window[item.item_id] = Flight(item, [meta], deadline)
-            gates = self._meta_states(conn, [i.ref_id for i in files])
-            rows = {i.ref_id: payloads.media_row(conn, i.ref_id) for i in files}
+        metas = [i for i in items if i.kind is ItemKind.METADATA]
+        files = [i for i in items if i.kind is not ItemKind.METADATA]
+        deadline = self.clock.monotonic() + self.ack_timeout_s
+        for item in metas:
+            try:
+                meta = payloads.capture_meta(
+                    self.db, self.device_id, item.item_id, item.ref_id, self.vision
+                )
+            except payloads.Unready:
+                unready.append(item.item_id)
+                continue
+            except payloads.Undeliverable as exc:
+                dead.append((item.item_id, str(exc)))
+                continue
+            self.window[item.item_id] = Flight(item, [meta], deadline)
+        media_ids = [i.ref_id for i in files]
+        gates = self.outbox.metadata_gates(media_ids)
+        rows = self.media.get_many(media_ids)
         for item in files:
-            event_id, meta_state = gates.get(item.ref_id, (None, None))
-            meta_id = item_id_for("metadata", event_id) if event_id else None
+            gate = gates.get(item.ref_id)
+            meta_id = item_id_for(ItemKind.METADATA, gate.event_id) if gate else None
             waiting_on = None
-            if meta_state == "dead":
+            if gate is None:
+                pass  # no media row: _media_flight says so, and the item dies with the reason
+            elif gate.metadata_state is OutboxState.DEAD:
                 dead.append((item.item_id, f"its event's metadata {meta_id} is dead"))
                 continue
-            if meta_id in self.window:
+            elif meta_id in self.window:
                 waiting_on = meta_id
-            elif meta_state != "done" and meta_id not in self._completed_unflushed:
+            elif not gate.metadata_uploaded and meta_id not in self._completed_unflushed:
                 defer.append(item.item_id)
                 continue
             try:
-                flight = self._media_flight(item, rows[item.ref_id], deadline)
+                flight = self._media_flight(item, rows.get(item.ref_id), deadline)
             except payloads.Undeliverable as exc:
                 dead.append((item.item_id, str(exc)))
                 continue
@@ -259,32 +277,16 @@ class Drain:
             flight.waiting_on = waiting_on
             self.window[item.item_id] = flight
         if unready:
-            self.outbox.defer(unready, UNREADY_DELAY_S, WAITING_CLASSIFICATION)
+            self.outbox.defer(unready, UNREADY_DELAY_S, OutboxState.WAITING_CLASSIFICATION)
         if defer:
-            self.outbox.defer(defer, UNREADY_DELAY_S, WAITING_METADATA)
+            self.outbox.defer(defer, UNREADY_DELAY_S, OutboxState.WAITING_METADATA)
         for item_id, reason in dead:
             log.error("outbox item %s is undeliverable: %s", item_id, reason)
             self.outbox.dead(item_id, reason)
             self.progress.items_dead += 1
 
-    @staticmethod
-    def _meta_states(conn, media_ids: list[str]) -> dict[str, tuple[str, str | None]]:
-        if not media_ids:
-            return {}
-        out: dict[str, tuple[str, str | None]] = {}
-        for start in range(0, len(media_ids), 500):
-            part = media_ids[start : start + 500]
-            rows = conn.execute(
-                "SELECT m.media_id, m.event_id, o.state FROM media m LEFT JOIN outbox o"
-                " ON o.item_id = 'meta:' || m.event_id"
-                f" WHERE m.media_id IN ({','.join('?' * len(part))})",
-                part,
-            ).fetchall()
-            out.update({r[0]: (r[1], r[2]) for r in rows})
-        return out
-
-    def _media_flight(self, item: OutboxItem, row, deadline: float) -> Flight:
-        kind = "thumbnail" if item.kind == "thumbnail" else "full"
+    def _media_flight(self, item: OutboxItem, row: MediaRow | None, deadline: float) -> Flight:
+        kind = "thumbnail" if item.kind is ItemKind.THUMBNAIL else "full"
         media = payloads.media_file(self.data_dir, row, kind, item.ref_id)
         limit = self.transport.max_payload_bytes
         chunks = protocol.split_media(
@@ -328,6 +330,7 @@ class Drain:
                 except PayloadTooLarge as exc:
                     # The broker's limit shrank since the item was cut: cut it again next time.
                     self._forget(flight)
+                    self._park_waiters(flight.item.item_id)
                     self.outbox.retry_later(flight.item.item_id, str(exc))
                     break
                 flight.unacked[flight.next] = size
@@ -344,22 +347,23 @@ class Drain:
             self._on_error(event, flight)
             return
         if event.chunk == "complete":
-            if event.item_id in self._completed_unflushed:
-                return
-            self._completes.append(event.item_id)
-            self._completed_unflushed.add(event.item_id)
+            # A repeated "complete" still ends a flight in the window: the item may have been
+            # claimed and sent again after its first ack (which found it back in the outbox).
             if flight is not None:
                 self._forget(flight)
                 self.progress.items_done += 1
                 self.progress.bytes_done += flight.item.bytes
                 self._release_waiters(event.item_id)
+            if event.item_id not in self._completed_unflushed:
+                self._completes.append(event.item_id)
+                self._completed_unflushed.add(event.item_id)
             return
         if flight is None:
             return
         index = int(event.chunk)
         self._unacked_bytes -= flight.unacked.pop(index, 0)
         flight.acked.add(index)
-        flight.deadline = time.monotonic() + self.ack_timeout_s
+        flight.deadline = self.clock.monotonic() + self.ack_timeout_s
         while flight.contiguous in flight.acked:
             flight.contiguous += 1
             flight.dirty = True
@@ -384,7 +388,7 @@ class Drain:
         for flight in self.window.values():
             if flight.waiting_on == meta_id:
                 flight.waiting_on = None
-                flight.deadline = time.monotonic() + self.ack_timeout_s
+                flight.deadline = self.clock.monotonic() + self.ack_timeout_s
 
     def _park_waiters(self, meta_id: str) -> None:
         """The metadata failed: items behind it go back and wait for its next attempt."""
@@ -392,7 +396,9 @@ class Drain:
         for flight in waiting:
             self._forget(flight)
         if waiting:
-            self.outbox.defer([f.item.item_id for f in waiting], UNREADY_DELAY_S, WAITING_METADATA)
+            self.outbox.defer(
+                [f.item.item_id for f in waiting], UNREADY_DELAY_S, OutboxState.WAITING_METADATA
+            )
 
     def _forget(self, flight: Flight) -> None:
         self.window.pop(flight.item.item_id, None)
@@ -403,7 +409,7 @@ class Drain:
             flight.dirty = False
 
     def _expire(self) -> None:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         late = [f for f in self.window.values() if f.waiting_on is None and f.deadline < now]
         for flight in late:
             self._forget(flight)
@@ -417,23 +423,18 @@ class Drain:
     # -- bookkeeping -----------------------------------------------------------------------
 
     def _flush(self, force: bool = False) -> None:
-        due = time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S
+        due = self.clock.monotonic() - self._last_flush >= FLUSH_INTERVAL_S
         if not (force or due or len(self._completes) >= FLUSH_MAX_COMPLETES):
             return
-        self._last_flush = time.monotonic()
+        self._last_flush = self.clock.monotonic()
         for flight in self.window.values():
             if flight.dirty:
                 self.outbox.ack_chunks(flight.item.item_id, flight.contiguous)
                 flight.dirty = False
         if self._completes:
             self.outbox.complete(self._completes)
-            stamp = datetime.now(UTC).isoformat()
-            with self.db.write() as conn:
-                conn.execute(
-                    "INSERT INTO kv (key, value) VALUES (?, ?)"
-                    " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    (KV_LAST_SYNC, stamp),
-                )
+            stamp = datetime.fromtimestamp(self.wall_clock(), UTC).isoformat()
+            self.kv.put(KV_LAST_SYNC, stamp)
             self._completes = []
             self._completed_unflushed.clear()
         self.policy.save()
@@ -454,14 +455,9 @@ class Drain:
         return not self.window and not self._completes and self._nothing_claimed
 
 
-def last_sync_at(db: Database) -> str | None:
-    with db.read() as conn:
-        row = conn.execute("SELECT value FROM kv WHERE key=?", (KV_LAST_SYNC,)).fetchone()
-    return None if row is None else row[0]
-
-
-def _now() -> float:
-    return time.monotonic()
+def last_sync_at(db: Source) -> str | None:
+    """When ingest last acknowledged an item (ISO 8601, UTC), or None if it never did."""
+    return KeyValues(db).get(KV_LAST_SYNC)
 
 
 class DrainThread(threading.Thread):
@@ -479,7 +475,7 @@ class DrainThread(threading.Thread):
             except Exception:
                 # A database hiccup must not end uploads for good; the outbox keeps the truth.
                 log.exception("drain step failed")
-                self._stop_flag.wait(2.0)
+                self.drain.clock.wait(self._stop_flag, 2.0)
         try:
             self.drain.close()
         except Exception:

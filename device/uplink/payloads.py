@@ -1,4 +1,4 @@
-"""Outbox items -> protocol messages, read from the device database and the media files.
+"""Outbox items -> protocol messages, read through the store's repositories and the files.
 
 ``capture_meta`` turns an event with its media and observations into one ``CaptureMeta``;
 ``media_file`` finds the bytes behind a thumbnail or media item. Anything that cannot be built
@@ -8,8 +8,6 @@ with the reason), so the drain loop never crashes on a bad row or a lost file.
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +15,12 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from device.protocol import CaptureMeta, Event, Media, Observation, utc_now
+from device.store.db import Source
+from device.store.events import Events
+from device.store.media import Media as MediaTable
+from device.store.media import MediaRow
+from device.store.observations import ObservationRecord, Observations
+from device.store.vocabulary import EventState, MediaState
 
 
 class Unready(Exception):
@@ -38,23 +42,18 @@ class MediaFile:
 
 
 def capture_meta(
-    conn: sqlite3.Connection, device_id: str, item_id: str, event_id: str, vision: bool
+    source: Source, device_id: str, item_id: str, event_id: str, vision: bool
 ) -> CaptureMeta:
-    ev = conn.execute("SELECT * FROM events WHERE event_id=?", (event_id,)).fetchone()
+    ev = Events(source).get(event_id)
     if ev is None:
         raise Undeliverable(f"event {event_id} has no row")
-    ready = ev["state"] == "classified" or (ev["state"] == "closed" and not vision)
+    ready = ev.state is EventState.CLASSIFIED or (ev.state is EventState.CLOSED and not vision)
     if not ready:
-        raise Unready(f"event {event_id} is {ev['state']}")
-    media = conn.execute(
-        "SELECT * FROM media WHERE event_id=? ORDER BY seq", (event_id,)
-    ).fetchall()
-    observations = conn.execute(
-        "SELECT * FROM observations WHERE event_id=? ORDER BY media_id IS NOT NULL, rowid",
-        (event_id,),
-    ).fetchall()
-    start = datetime.fromisoformat(ev["started_at"])
-    end = datetime.fromisoformat(ev["ended_at"]) if ev["ended_at"] else start
+        raise Unready(f"event {event_id} is {ev.state}")
+    media = MediaTable(source).for_event(event_id)
+    observations = Observations(source).for_event(event_id)
+    start = ev.started_at
+    end = ev.ended_at or start
     try:
         return CaptureMeta(
             device_id=device_id,
@@ -62,18 +61,18 @@ def capture_meta(
             sent_at=utc_now(),
             event=Event(
                 event_id=event_id,
-                deployment_id=ev["deployment_id"],
-                capture_method=ev["capture_method"],
-                trigger_source=ev["trigger_source"],
+                deployment_id=ev.deployment_id,
+                capture_method=ev.capture_method,
+                trigger_source=ev.trigger_source,
                 event_start=start,
                 event_end=end,
-                frame_count=ev["frame_count"],
-                clock_source=ev["clock_source"],
-                clock_synced=bool(ev["clock_synced"]),
-                blank_score=ev["blank_score"],
+                frame_count=ev.frame_count,
+                clock_source=ev.clock_source,
+                clock_synced=ev.clock_synced,
+                blank_score=ev.blank_score,
             ),
-            media=[_media(m, ev["deployment_id"]) for m in media],
-            observations=[_observation(o, ev["deployment_id"], start, end) for o in observations],
+            media=[_media(m, ev.deployment_id) for m in media],
+            observations=[_observation(o, ev.deployment_id, start, end) for o in observations],
         )
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
@@ -81,71 +80,64 @@ def capture_meta(
         raise Undeliverable(f"metadata of {event_id} is invalid: {where}: {err['msg']}") from exc
 
 
-def _media(m: sqlite3.Row, deployment_id: str) -> Media:
+def _media(m: MediaRow, deployment_id: str) -> Media:
     return Media(
-        media_id=m["media_id"],
-        event_id=m["event_id"],
+        media_id=m.media_id,
+        event_id=m.event_id,
         deployment_id=deployment_id,
-        seq=m["seq"],
-        capture_method=m["capture_method"],
-        timestamp=datetime.fromisoformat(m["captured_at"]),
-        file_name=f"{m['media_id']}.jpg",
-        file_mediatype=m["file_mediatype"],
-        sha256=m["sha256"],
-        size=m["size"],
-        width=m["width"],
-        height=m["height"],
-        clock_source=m["clock_source"],
-        clock_synced=bool(m["clock_synced"]),
-        ir_on=bool(m["ir_on"]),
+        seq=m.seq,
+        capture_method=m.capture_method,
+        timestamp=m.captured_at,
+        file_name=f"{m.media_id}.jpg",
+        file_mediatype=m.file_mediatype,
+        sha256=m.sha256,
+        size=m.size,
+        width=m.width,
+        height=m.height,
+        clock_source=m.clock_source,
+        clock_synced=m.clock_synced,
+        ir_on=m.ir_on,
     )
 
 
-def _observation(o: sqlite3.Row, deployment_id: str, start: datetime, end: datetime) -> Observation:
-    stamp = o["classification_timestamp"]
+def _observation(
+    o: ObservationRecord, deployment_id: str, start: datetime, end: datetime
+) -> Observation:
     return Observation(
-        observation_id=o["observation_id"],
+        observation_id=o.observation_id,
         deployment_id=deployment_id,
-        event_id=o["event_id"],
-        media_id=o["media_id"],
+        event_id=o.event_id,
+        media_id=o.media_id,
         event_start=start,
         event_end=end,
-        observation_level="media" if o["media_id"] else "event",
-        observation_type=o["observation_type"],
-        scientific_name=o["scientific_name"],
-        common_name=o["common_name"],
-        taxon_level=o["taxon_level"],
-        taxonomy=o["taxonomy"],
-        count=o["count"],
-        bbox_x=o["bbox_x"],
-        bbox_y=o["bbox_y"],
-        bbox_width=o["bbox_width"],
-        bbox_height=o["bbox_height"],
-        classification_method=o["classification_method"],
-        classified_by=o["classified_by"],
-        classification_timestamp=datetime.fromisoformat(stamp) if stamp else None,
-        classification_probability=o["classification_probability"],
-        blank_score=o["blank_score"],
-        details=json.loads(o["details"]) if o["details"] else None,
+        observation_level="media" if o.media_id else "event",
+        observation_type=o.observation_type,
+        scientific_name=o.scientific_name,
+        common_name=o.common_name,
+        taxon_level=o.taxon_level,
+        taxonomy=o.taxonomy,
+        count=o.count,
+        bbox_x=o.bbox_x,
+        bbox_y=o.bbox_y,
+        bbox_width=o.bbox_width,
+        bbox_height=o.bbox_height,
+        classification_method=o.classification_method,
+        classified_by=o.classified_by,
+        classification_timestamp=o.classification_timestamp,
+        classification_probability=o.classification_probability,
+        blank_score=o.blank_score,
+        details=o.details,
     )
 
 
-def media_row(conn: sqlite3.Connection, media_id: str) -> sqlite3.Row | None:
-    return conn.execute(
-        "SELECT media_id, event_id, path, sha256, thumb_path, thumb_sha256, file_mediatype,"
-        " state FROM media WHERE media_id=?",
-        (media_id,),
-    ).fetchone()
-
-
-def media_file(data_dir: Path, row: sqlite3.Row | None, kind: str, media_id: str) -> MediaFile:
+def media_file(data_dir: Path, row: MediaRow | None, kind: str, media_id: str) -> MediaFile:
     """The bytes of a thumbnail (``kind="thumbnail"``) or full-resolution item."""
     if row is None:
         raise Undeliverable(f"media {media_id} has no row")
     full = kind != "thumbnail"
-    rel = row["path"] if full else row["thumb_path"]
-    if full and row["state"] != "stored":
-        raise Undeliverable(f"media {media_id} is {row['state']}, its file is not kept")
+    rel = row.path if full else row.thumb_path
+    if full and row.state is not MediaState.STORED:
+        raise Undeliverable(f"media {media_id} is {row.state}, its file is not kept")
     if not rel:
         raise Undeliverable(f"media {media_id} has no {'file' if full else 'thumbnail'} path")
     try:
@@ -154,9 +146,9 @@ def media_file(data_dir: Path, row: sqlite3.Row | None, kind: str, media_id: str
         raise Undeliverable(f"{rel}: cannot read: {exc.strerror or exc}") from exc
     return MediaFile(
         media_id=media_id,
-        event_id=row["event_id"],
+        event_id=row.event_id,
         kind="full" if full else "thumbnail",
         data=data,
-        sha256=row["sha256"] if full else row["thumb_sha256"],
-        mediatype=row["file_mediatype"] if full else "image/jpeg",
+        sha256=row.sha256 if full else row.thumb_sha256,
+        mediatype=row.file_mediatype if full else "image/jpeg",
     )

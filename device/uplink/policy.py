@@ -3,19 +3,23 @@
 Metadata always may: it is small and it is what the cloud needs first. On a metered link
 ``uplink.metered_policy`` decides (metadata only by default); on Wi-Fi everything goes. Once
 ``uplink.daily_byte_budget`` bytes were sent today (UTC), only metadata goes until tomorrow.
-The day's count lives in ``kv`` so a restart does not reset it.
+The day's count lives in the store's ``kv`` table so a restart does not reset it.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
-from device.store.db import Database
+from device.store.db import Source
+from device.store.kv import KeyValues
+from device.store.vocabulary import ItemKind
 
-ALL_KINDS = ("metadata", "thumbnail", "media")
+ALL_KINDS = (ItemKind.METADATA, ItemKind.THUMBNAIL, ItemKind.MEDIA)
 _METERED = {
-    "metadata": ("metadata",),
-    "thumbnails": ("metadata", "thumbnail"),
+    "metadata": (ItemKind.METADATA,),
+    "thumbnails": (ItemKind.METADATA, ItemKind.THUMBNAIL),
     "all": ALL_KINDS,
 }
 KV_DAY = "uplink.budget_day"
@@ -24,9 +28,16 @@ KV_BYTES = "uplink.budget_bytes"
 
 class SyncPolicy:
     def __init__(
-        self, db: Database, metered_policy: str = "metadata", daily_byte_budget: int = 0
+        self,
+        db: Source,
+        metered_policy: str = "metadata",
+        daily_byte_budget: int = 0,
+        *,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.db = db
+        self.kv = KeyValues(db)
+        self.clock = clock
         self.metered_policy = metered_policy
         self.daily_byte_budget = daily_byte_budget
         self.override_all = False  # `camtrap sync --all`: a technician decided
@@ -34,20 +45,15 @@ class SyncPolicy:
         self._unsaved = 0
 
     def _load(self) -> tuple[str, int]:
-        with self.db.read() as conn:
-            rows = dict(
-                conn.execute(
-                    "SELECT key, value FROM kv WHERE key IN (?, ?)", (KV_DAY, KV_BYTES)
-                ).fetchall()
-            )
-        return rows.get(KV_DAY, _today()), int(rows.get(KV_BYTES, 0))
+        saved = self.kv.get_many([KV_DAY, KV_BYTES])
+        return saved.get(KV_DAY, self._today()), int(saved.get(KV_BYTES, 0))
 
-    def kinds(self, link_type: str) -> tuple[str, ...]:
+    def kinds(self, link_type: str) -> tuple[ItemKind, ...]:
         if self.override_all:
             return ALL_KINDS
         self._roll_day()
         if self.daily_byte_budget and self._sent >= self.daily_byte_budget:
-            return ("metadata",)
+            return (ItemKind.METADATA,)
         if link_type == "metered":
             return _METERED[self.metered_policy]
         return ALL_KINDS
@@ -65,19 +71,13 @@ class SyncPolicy:
         """Persist the day's count (batched with the drain's other writes)."""
         if not self._unsaved:
             return
-        with self.db.write() as conn:
-            conn.executemany(
-                "INSERT INTO kv (key, value) VALUES (?, ?)"
-                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                [(KV_DAY, self._day), (KV_BYTES, str(self._sent))],
-            )
+        self.kv.put_many({KV_DAY: self._day, KV_BYTES: str(self._sent)})
         self._unsaved = 0
 
     def _roll_day(self) -> None:
-        today = _today()
+        today = self._today()
         if today != self._day:
             self._day, self._sent, self._unsaved = today, 0, 1
 
-
-def _today() -> str:
-    return datetime.now(UTC).date().isoformat()
+    def _today(self) -> str:
+        return datetime.fromtimestamp(self.clock(), UTC).date().isoformat()

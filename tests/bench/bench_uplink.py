@@ -129,7 +129,9 @@ def bench_drain_ratio(n: int) -> None:
     from cloud_stub.broker import Broker, free_port
     from device import protocol
     from device.store.db import Database
+    from device.store.media import Media
     from device.store.outbox import Outbox
+    from device.store.vocabulary import item_id_for
     from device.uplink import payloads
     from device.uplink.drain import Drain
     from tests.support.uplink import device_link
@@ -192,9 +194,9 @@ def bench_drain_ratio(n: int) -> None:
         for start_i in range(0, len(refs), 1000):
             batch: list[tuple[str, bytes]] = []
             for ev, mid in refs[start_i : start_i + 1000]:
-                meta = payloads.capture_meta(conn, device, f"meta:{ev}", ev, False)
+                meta = payloads.capture_meta(db, device, item_id_for("metadata", ev), ev, False)
                 batch.append((protocol.topic_for(meta), protocol.encode(meta)))
-                row = payloads.media_row(conn, mid)
+                row = Media(db).get(mid)
                 f = payloads.media_file(data_dir, row, "thumbnail", mid)
                 for chunk in protocol.split_media(
                     f.data,

@@ -1,8 +1,11 @@
 """A device database with real captures in it, written by the real store, for uplink tests.
 
 ``queue_captures`` commits bursts through ``MediaStore`` (files first, then rows and outbox
-items, exactly as the agent does); ``classify`` then plays the vision room's part for an event:
-observations, a thumbnail file and its outbox item, state ``classified``.
+items, exactly as the agent does); ``classify`` then plays the vision worker's part for an
+event through the store's own door, as the worker does: a thumbnail per frame
+(``MediaStore.write_thumbnail``) and a verdict (``MediaStore.record_verdict``), so the
+observations, thumbnail rows and outbox items, the blank-media policy of the store's settings
+and the event's state are exactly what the agent would record.
 """
 
 from __future__ import annotations
@@ -21,11 +24,10 @@ from device.capture.types import ACTIVITY, CapturedFrame, EventClosed
 from device.clock import ClockState
 from device.config import Settings
 from device.hardware.camera import Frame
-from device.store import files
-from device.store.outbox import PRIORITY, Outbox
 from device.store.store import MediaStore
+from device.store.verdicts import Verdict
+from device.store.vocabulary import MediaState
 from device.vision.engine import ObservationRow
-from device.vision.worker import insert_observation
 
 T0 = datetime(2026, 5, 1, 21, 30, tzinfo=UTC)
 
@@ -53,6 +55,7 @@ def queue_captures(
     size: tuple[int, int] = (160, 120),
     seed: int = 0,
     start: datetime = T0,
+    trigger_source: str = "pir",
 ) -> list[Burst]:
     """Commit ``count`` closed bursts of ``frames`` real JPEGs each."""
     bursts = []
@@ -74,7 +77,7 @@ def queue_captures(
                     captured_mono=time.monotonic(),
                     trigger_mono=None,
                     capture_method=ACTIVITY,
-                    trigger_source="pir",
+                    trigger_source=trigger_source,
                     clock=ClockState("rtc", True),
                     ir_on=False,
                     frame=Frame(jpeg=jpeg, lores=None, width=size[0], height=size[1]),
@@ -94,10 +97,10 @@ def classify(
     probability: float = 0.9,
     thumbnail: bytes | None = None,
 ) -> None:
-    """What the vision worker records for an event, with a thumbnail per frame."""
-    db = store.db
-    assert db is not None
-    stamp = T0.isoformat()
+    """What the vision worker records for an event, with a thumbnail per stored frame (its
+    bytes ``thumbnail``, or a small noise JPEG); files the policy removes are deleted."""
+    todo = store.event_to_classify(burst.event_id)
+    assert todo is not None, f"event {burst.event_id} is not waiting for classification"
     row = ObservationRow(
         media_id=None,
         observation_type=kind,
@@ -111,22 +114,25 @@ def classify(
         classified_by="test-model@1",
         details={"test": True},
     )
-    thumbs = []
-    for i, media_id in enumerate(burst.media_ids):
-        data = thumbnail if thumbnail is not None else noise_jpeg(64, 48, seed=i)
-        rel = Path(files.THUMB_DIR, f"{media_id}.jpg")
-        directory = files.ensure_subdir(store.data_dir, files.THUMB_DIR)
-        files.atomic_write(directory, rel.name, data)
-        thumbs.append((media_id, str(rel), files.sha256_hex(data), len(data)))
-    with db.write() as conn:
-        insert_observation(conn, burst.event_id, row, stamp)
-        for media_id, rel, sha, size in thumbs:
-            conn.execute(
-                "UPDATE media SET thumb_path=?, thumb_sha256=?, thumb_size=? WHERE media_id=?",
-                (rel, sha, size, media_id),
-            )
-            Outbox.enqueue(conn, "thumbnail", media_id, PRIORITY["thumbnail"], size)
-        conn.execute("UPDATE events SET state='classified' WHERE event_id=?", (burst.event_id,))
+    thumbs = {
+        frame.media_id: store.write_thumbnail(
+            frame, thumbnail if thumbnail is not None else noise_jpeg(64, 48, seed=i)
+        )
+        for i, frame in enumerate(todo.media)
+        if frame.state is MediaState.STORED
+    }
+    removed = store.record_verdict(
+        Verdict(
+            event_id=burst.event_id,
+            observations=[row],
+            blank=kind == "blank",
+            blank_score=row.blank_score,
+            thumbnails=thumbs,
+            classified_at=T0,
+        )
+    )
+    for path in removed:
+        path.unlink(missing_ok=True)
 
 
 def open_store(settings: Settings) -> MediaStore:
