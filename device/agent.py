@@ -4,6 +4,10 @@
         --committed events--> later rooms (vision, uplink)
 
 ``camtrap run`` and ``camtrap simulate`` both drive this same class.
+
+The agent owns what several rooms share (the data-dir run lock, retention, the one gpiozero pin
+factory, the commit listeners) and lends each room only the few things it uses: no room is
+handed the agent itself.
 """
 
 from __future__ import annotations
@@ -16,11 +20,15 @@ from typing import TYPE_CHECKING
 from device import __version__, sdnotify
 from device.capture.loop import CaptureLoop, IrControl, NoIr
 from device.capture.types import CapturedFrame, EventClosed
-from device.clock import ClockProbe
+from device.clock import SYSTEM_CLOCK, ClockProbe, MonotonicClock
 from device.config import Settings
 from device.hardware.camera import Camera, open_camera
+from device.hardware.gpio import make_pin_factory
 from device.hardware.pir import PirSensor
 from device.ota import agent_hooks
+from device.ota.remote_commands import AgentCallbacks
+from device.runlock import RunLock
+from device.store.retention import Retention
 from device.store.store import CommitResult, MediaStore
 from device.store.writer import StoreWriter
 from device.uplink.service import UplinkRoom
@@ -28,6 +36,8 @@ from device.vision.worker import ClassificationWorker
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from gpiozero.pins import Factory
 
     from device.ota.service import OtaService
     from device.uplink.transport import Transport
@@ -37,20 +47,17 @@ log = logging.getLogger("camtrap.agent")
 VISION_DRAIN_S = 20.0
 
 
-def open_ir(settings: Settings) -> IrControl:
-    if settings.ir.pin is None:
-        return NoIr()
-    from device.hardware.ir import IrLight
-
-    if settings.pir.pin_factory == "mock":
-        from device.hardware.pir import use_mock_pins
-
-        use_mock_pins()
-    return IrLight(settings.ir)
-
-
 class Agent:
-    def __init__(self, settings: Settings, *, camera: Camera | None = None) -> None:
+    """``timer`` keeps capture's intervals (tests pass a fake one); ``camera`` replaces the
+    configured one (tests)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        camera: Camera | None = None,
+        timer: MonotonicClock = SYSTEM_CLOCK,
+    ) -> None:
         if settings.ota.enabled:
             # The last remote config the cloud sent (remote keys only) applies from the start.
             agent_hooks.apply_persisted_config(settings)
@@ -59,24 +66,66 @@ class Agent:
         self.restart_requested = False
         self.clock = ClockProbe(settings.clock)
         self.store = MediaStore(settings)
+        self.run_lock = RunLock(settings.storage.data_dir)
         self.committed_listeners: list[Callable[[CommitResult], None]] = []
         self.writer = StoreWriter(
             self.store,
             batch_max=settings.storage.commit_batch_max,
             on_committed=self._on_committed,
         )
+        self._pins: Factory | None = None
         self.camera = camera if camera is not None else open_camera(settings.camera)
-        self.ir = open_ir(settings)
+        self.ir = self._open_ir()
         self.vision: ClassificationWorker | None = None
         if settings.vision.enabled:
             self.vision = ClassificationWorker(settings, self.store, None)
             self.committed_listeners.append(self._classify_closed)
-        self.capture = CaptureLoop(settings, self.camera, self._on_frame, self.clock, self.ir)
-        self.uplink = UplinkRoom(self)  # retention, drain, heartbeat (docs/uplink.md)
+        self.capture = CaptureLoop(
+            settings, self.camera, self._on_frame, self.clock, self.ir, timer=timer
+        )
+        # Retention keeps the card from filling; what it reports goes up with the heartbeat.
+        self.retention = Retention(settings, lambda: self.store.db, self._report_disk)
+        self._spool_reported = False
+        self.uplink = UplinkRoom(  # drain, heartbeat, sync requests (docs/uplink.md)
+            settings,
+            store=self.store,
+            retention=self.retention,
+            clock=self.clock,
+            model_version=self._model_version,
+        )
+        self.committed_listeners += [self._retain, self.uplink.on_commit]
         # A damaged database rebuilt at open is an operator event, sent with the heartbeat.
         self.store.recovery_listeners.append(self.uplink.heartbeat.report_recovery)
         self.pir: PirSensor | None = None
         self._stop = threading.Event()
+
+    # -- hardware ----------------------------------------------------------------------------
+
+    def _pin_factory(self) -> Factory:
+        """The trap's one gpiozero pin factory, made when its first GPIO device opens (the IR
+        light here in __init__, else the PIR in start), so a trap without GPIO fails at the
+        same step as when gpiozero made its own default."""
+        if self._pins is None:
+            self._pins = make_pin_factory(self.settings.pir)
+        return self._pins
+
+    def _open_ir(self) -> IrControl:
+        if self.settings.ir.pin is None:
+            return NoIr()
+        from device.hardware.ir import IrLight
+
+        return IrLight(self.settings.ir, pin_factory=self._pin_factory())
+
+    def _lock_data_dir(self) -> None:
+        """Before the store opens: wait for a running ``camtrap sync`` to let go."""
+        try:
+            if not self.run_lock.acquire(blocking=False):
+                log.warning("camtrap sync holds the database; waiting for it to finish")
+                self.run_lock.acquire(blocking=True)
+        except OSError as exc:
+            log.warning("no run lock in %s: %s", self.settings.storage.data_dir, exc)
+
+    # -- between the rooms -------------------------------------------------------------------
 
     def _on_frame(self, item: CapturedFrame | EventClosed) -> None:
         """Capture's only door: a queue put for the store, and the analysis plane kept for
@@ -90,26 +139,48 @@ class Agent:
         for event_id in result.closed_events:
             self.vision.submit(event_id)
 
+    def _retain(self, result: CommitResult) -> None:
+        """Retention after every commit. A store spooling to RAM (no usable data dir) is
+        reported once, as a full disk, until it writes to the card again."""
+        if self.store.db is None:
+            if not self._spool_reported:
+                self._spool_reported = True
+                self._report_disk(True, "data dir unusable; captures spool to RAM")
+            return
+        self._spool_reported = False
+        self.retention.after_commit(result.committed_media)
+
+    def _report_disk(self, full: bool, message: str) -> None:
+        self.uplink.report_disk(full, message)
+
+    def _model_version(self) -> str | None:
+        """The pack serving now, ``name@version``, as the heartbeat reports it."""
+        engine = self.vision.engine if self.vision is not None else None
+        return engine.classified_by if engine is not None else None
+
     def _load_vision(self) -> None:
         """The pack OTA installed (``current``, else ``previous``), else ``vision.pack``; a
         pack that cannot serve leaves the agent capturing, its events unclassified."""
         assert self.vision is not None
-        self.vision.engine = agent_hooks.load_engine(self.settings)
-        if self.vision.engine is None:
+        engine = agent_hooks.load_engine(self.settings)
+        self.vision.serve(engine)
+        if engine is None:
             log.error("no model serving: events stay unclassified until a pack installs")
             return
         log.info(
             "model loaded",
-            extra={
-                "model": self.vision.engine.classified_by,
-                "load_ms": round(self.vision.engine.load_ms, 1),
-            },
+            extra={"model": engine.classified_by, "load_ms": round(engine.load_ms, 1)},
         )
 
     def _attach_ota(self, transport: Transport) -> None:
         """Before the link connects: desired-model/config and commands reach OTA."""
         if self.settings.ota.enabled:
-            self.ota = agent_hooks.attach(self, transport)
+            callbacks = AgentCallbacks(
+                sync_now=self.uplink.sync_now,
+                capture_test=self.capture_test,
+                restart_agent=self.restart,
+            )
+            self.ota = agent_hooks.attach(self.settings, transport, callbacks, worker=self.vision)
 
     def capture_test(self) -> str:
         """The ``capture-test`` command: one frame, kept and sent at the top priority."""
@@ -132,13 +203,20 @@ class Agent:
         # Hardware first: a trap with no camera or no GPIO stops here, before it has touched
         # the card. A PIR edge before the capture loop runs waits in its queue.
         self.camera.start()
-        self.pir = PirSensor(self.settings.pir, lambda: self.capture.trigger("pir"))
-        self.uplink.lock_data_dir()
+        self.pir = PirSensor(
+            self.settings.pir,
+            lambda: self.capture.trigger("pir"),
+            pin_factory=self._pin_factory(),
+        )
+        self._lock_data_dir()
         self.store.open()
         if self.vision is not None:
             self._load_vision()
             self.vision.start()
             self.vision.catch_up()
+        if self.store.db is not None:
+            self.retention.resync()
+            self.retention.enforce()
         self.uplink.start(on_transport=self._attach_ota)
         self.writer.start()
         self.capture.start()
@@ -176,6 +254,10 @@ class Agent:
             self.ota.stop()
         self.uplink.stop()
         self.store.close()
+        self.run_lock.release()  # only once the database is closed may camtrap sync open it
+        if self._pins is not None:
+            self._pins.close()
+            self._pins = None
         log.info(
             "agent stopped",
             extra={"stored": self.writer.stats.stored, "failed": self.writer.stats.failed},

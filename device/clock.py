@@ -9,6 +9,10 @@ minutes off. We never invent a timestamp; we record the source with every captur
 - ``unsynchronised``: nothing vouches for the time.
 
 Only ``ntp`` counts as synced.
+
+Separately, ``MonotonicClock`` is elapsed time and waiting on it, for the loops that keep
+intervals (capture's bursts, cooldown and timelapse). It is passed in, so a test can drive a
+fake one instead of sleeping.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from zoneinfo import ZoneInfo
 
 if TYPE_CHECKING:
@@ -74,6 +78,32 @@ class ClockProbe:
                 self._cached = self.probe()
                 self._checked = now
             return self._cached
+
+
+class MonotonicClock(Protocol):
+    """Elapsed time, and a wait measured on it."""
+
+    def monotonic(self) -> float:
+        """Seconds from an arbitrary start; never goes back."""
+        ...
+
+    def wait(self, event: threading.Event, timeout: float | None) -> bool:
+        """Block until ``event`` is set (True) or ``timeout`` seconds of this clock passed
+        (False); ``None`` waits for the event alone."""
+        ...
+
+
+class SystemClock:
+    """The real monotonic clock: ``time.monotonic`` and ``Event.wait``."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def wait(self, event: threading.Event, timeout: float | None) -> bool:
+        return event.wait(timeout)
+
+
+SYSTEM_CLOCK = SystemClock()
 
 
 def local_now(zone: str) -> datetime:

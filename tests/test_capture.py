@@ -1,9 +1,13 @@
-"""Capture: PIR edges on gpiozero's MockFactory pins become bursts; nothing is dropped."""
+"""Capture: PIR edges on gpiozero's MockFactory pins become bursts; nothing is dropped.
+
+Every interval (burst spacing, cooldown, timelapse) runs on a ``ManualClock``: the tests move
+time instead of sleeping for it.
+"""
 
 from __future__ import annotations
 
 import threading
-import time
+from itertools import pairwise
 
 import pytest
 
@@ -14,15 +18,15 @@ from device.clock import ClockProbe
 from device.hardware.camera_replay import ReplayCamera
 from device.store.db import open_readonly
 from device.store.store import DB_NAME
+from tests.support.clock import ManualClock
 from tests.support.world import trap_settings, write_jpegs
 
 
 class Recorder:
-    """A sink that keeps what capture hands over, optionally slow like a dying SD card."""
+    """A sink that keeps what capture hands over."""
 
-    def __init__(self, delay_s: float = 0.0) -> None:
+    def __init__(self) -> None:
         self.items: list[CapturedFrame | EventClosed] = []
-        self.delay_s = delay_s
         self.lock = threading.Lock()
 
     def __call__(self, item: CapturedFrame | EventClosed) -> None:
@@ -30,116 +34,127 @@ class Recorder:
             self.items.append(item)
 
     def frames(self) -> list[CapturedFrame]:
-        return [i for i in self.items if isinstance(i, CapturedFrame)]
+        with self.lock:
+            return [i for i in self.items if isinstance(i, CapturedFrame)]
 
     def events(self) -> list[EventClosed]:
-        return [i for i in self.items if isinstance(i, EventClosed)]
+        with self.lock:
+            return [i for i in self.items if isinstance(i, EventClosed)]
+
+
+def gaps(frames: list[CapturedFrame]) -> list[float]:
+    return [b.captured_mono - a.captured_mono for a, b in pairwise(frames)]
 
 
 @pytest.fixture
-def loop_world(tmp_path, mock_pins):
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+def start_loop(tmp_path, clock: ManualClock, **capture: float) -> tuple:
     settings = trap_settings(
-        tmp_path, camera={"backend": "replay", "replay_dir": tmp_path / "frames"}
+        tmp_path, camera={"backend": "replay", "replay_dir": tmp_path / "frames"}, capture=capture
     )
     write_jpegs(tmp_path / "frames", 4)
     camera = ReplayCamera(tmp_path / "frames", (80, 60))
     camera.start()
     sink = Recorder()
-    loop = CaptureLoop(settings, camera, sink, ClockProbe(settings.clock))
+    loop = CaptureLoop(settings, camera, sink, ClockProbe(settings.clock), timer=clock)
     loop.start()
+    return settings, loop, sink
+
+
+@pytest.fixture
+def loop_world(tmp_path, clock):
+    settings, loop, sink = start_loop(tmp_path, clock)
     yield settings, loop, sink
     loop.stop(timeout=10)
 
 
-def test_a_trigger_starts_a_burst_of_n_frames_in_one_event(loop_world):
+def test_a_trigger_starts_a_burst_of_n_frames_in_one_event(loop_world, clock):
     settings, loop, sink = loop_world
     loop.trigger("pir")
-    assert loop.wait_idle(10)
+    clock.run_until(loop.is_idle)
     frames = sink.frames()
     assert len(frames) == settings.capture.burst_frames
     assert len({f.event_id for f in frames}) == 1
     assert len({f.media_id for f in frames}) == len(frames)
     assert [f.seq for f in frames] == list(range(len(frames)))
     assert all(f.capture_method == "activityDetection" for f in frames)
+    assert gaps(frames) == pytest.approx([settings.capture.burst_interval_s] * (len(frames) - 1))
     (closed,) = sink.events()
     assert closed.event_id == frames[0].event_id and closed.frame_count == len(frames)
 
 
-def test_retriggers_extend_a_burst_up_to_the_maximum(loop_world):
+def test_retriggers_extend_a_burst_up_to_the_maximum(loop_world, clock):
     settings, loop, sink = loop_world
-    stop = threading.Event()
-
-    def keep_triggering() -> None:
-        while not stop.is_set():
-            loop.trigger("pir")
-            time.sleep(settings.capture.burst_interval_s / 2)
-
-    t = threading.Thread(target=keep_triggering)
     loop.trigger("pir")
-    t.start()
-    time.sleep(settings.capture.burst_interval_s * (settings.capture.max_burst_frames + 4))
-    stop.set()
-    t.join()
-    assert loop.wait_idle(10)
+    for _ in range(settings.capture.max_burst_frames + 4):
+        clock.next_deadline()  # the loop waits out a burst interval (or idles after it)
+        loop.trigger("pir")  # motion again, inside the interval
+        clock.advance(settings.capture.burst_interval_s)
+    clock.run_until(loop.is_idle)
     first_event = sink.frames()[0].event_id
     in_first = [f for f in sink.frames() if f.event_id == first_event]
     assert len(in_first) == settings.capture.max_burst_frames
     assert loop.stats.retriggers > 0
 
 
-def test_triggers_in_the_cooldown_are_counted_not_lost(tmp_path, mock_pins):
-    settings = trap_settings(tmp_path, capture={"cooldown_s": 30.0})
-    write_jpegs(tmp_path / "frames", 2)
-    camera = ReplayCamera(tmp_path / "frames", (80, 60))
-    sink = Recorder()
-    loop = CaptureLoop(settings, camera, sink, ClockProbe(settings.clock))
-    loop.start()
+def test_triggers_in_the_cooldown_are_counted_not_lost(tmp_path, clock):
+    settings, loop, _ = start_loop(tmp_path, clock, cooldown_s=30.0)
     try:
         loop.trigger()
-        assert loop.wait_idle(10)
+        clock.run_until(loop.is_idle)
         loop.trigger()
         loop.trigger()
-        assert loop.wait_idle(10)
+        clock.run_until(loop.is_idle)
         assert loop.stats.events == 1
         assert loop.stats.triggers == 3 and loop.stats.suppressed == 2
+        clock.advance(settings.capture.cooldown_s)  # past the cooldown, a trigger bursts again
+        loop.trigger()
+        clock.run_until(loop.is_idle)
+        assert loop.stats.events == 2 and loop.stats.suppressed == 2
     finally:
         loop.stop(10)
 
 
-def test_timelapse_frames_are_single_frame_timelapse_events(loop_world):
+def test_timelapse_frames_are_single_frame_timelapse_events(loop_world, clock):
     _, loop, sink = loop_world
     loop.timelapse_now()
-    assert loop.wait_idle(10)
+    clock.run_until(loop.is_idle)
     (frame,) = sink.frames()
     assert frame.capture_method == "timeLapse" and frame.trigger_source == "timelapse"
 
 
-def test_timelapse_ticks_on_its_schedule(tmp_path, mock_pins):
-    settings = trap_settings(tmp_path, capture={"timelapse_interval_s": 0.1})
-    write_jpegs(tmp_path / "frames", 2)
-    sink = Recorder()
-    loop = CaptureLoop(
-        settings, ReplayCamera(tmp_path / "frames", (80, 60)), sink, ClockProbe(settings.clock)
-    )
-    loop.start()
-    time.sleep(0.55)
-    loop.stop(10)
-    assert len(sink.frames()) >= 3
-    assert all(f.capture_method == "timeLapse" for f in sink.frames())
+def test_timelapse_ticks_on_its_schedule(tmp_path, clock):
+    started = clock.monotonic()
+    settings, loop, sink = start_loop(tmp_path, clock, timelapse_interval_s=0.1)
+    try:
+        clock.run_until(lambda: len(sink.frames()) == 5)
+    finally:
+        loop.stop(10)
+    frames = sink.frames()
+    assert len(frames) == 5
+    assert all(f.capture_method == "timeLapse" for f in frames)
+    interval = settings.capture.timelapse_interval_s
+    assert frames[0].captured_mono - started == pytest.approx(interval)
+    assert gaps(frames) == pytest.approx([interval] * 4)
 
 
-def test_a_pir_edge_on_a_mock_pin_is_captured_by_the_agent(tmp_path, mock_pins):
+def test_a_pir_edge_on_a_mock_pin_is_captured_by_the_agent(tmp_path, clock):
     settings = trap_settings(tmp_path)
-    agent = Agent(settings)
+    agent = Agent(settings, timer=clock)
     agent.start()
     try:
-        pin = agent.pir.mock_pin()
-        for _ in range(3):
+        assert agent.pir is not None
+        pin = agent.pir.mock_pin()  # the trap's own mock pin, not a global factory's
+        for bursts in (1, 2, 3):
             pin.drive_high()
-            time.sleep(0.05)
+            clock.run_until(lambda n=bursts: agent.capture.stats.events == n)
+            clock.run_until(agent.capture.is_idle)
             pin.drive_low()
-            assert agent.capture.wait_idle(10)
-            time.sleep(settings.capture.cooldown_s + 0.02)
+            assert agent.pir.sensor.wait_for_no_motion(10)
+            clock.advance(settings.capture.cooldown_s)
     finally:
         agent.stop()
     assert agent.capture.stats.triggers == 3
@@ -153,40 +168,43 @@ def test_a_pir_edge_on_a_mock_pin_is_captured_by_the_agent(tmp_path, mock_pins):
         conn.close()
 
 
-def test_capture_never_waits_for_a_slow_store(tmp_path, mock_pins):
-    """A store that takes 0.3 s per commit must not slow the burst or lose triggers."""
+def test_capture_never_waits_for_a_slow_store(tmp_path, clock):
+    """A store stuck in a commit must not slow the burst or lose triggers."""
     settings = trap_settings(tmp_path)
-    agent = Agent(settings)
+    agent = Agent(settings, timer=clock)
     real_commit = agent.store.commit
+    store_free = threading.Event()
 
-    def slow_commit(items):
-        time.sleep(0.3)
+    def stuck_commit(items):
+        store_free.wait(10)
         return real_commit(items)
 
-    agent.store.commit = slow_commit  # type: ignore[method-assign]
+    agent.store.commit = stuck_commit  # type: ignore[method-assign]
     agent.start()
     try:
         for _ in range(4):
             agent.capture.trigger("pir")
-            assert agent.capture.wait_idle(10)
-            time.sleep(settings.capture.cooldown_s + 0.02)
+            clock.run_until(agent.capture.is_idle)
+            clock.advance(settings.capture.cooldown_s)
         captured = agent.capture.stats.frames
         queued = agent.writer.queue.qsize()
     finally:
+        store_free.set()
         agent.stop()
     assert captured == 12
     assert queued > 0, "the store was slower than capture, so frames must have queued"
     assert agent.writer.stats.stored == 12
 
 
-def test_sigterm_style_stop_finishes_the_burst_in_progress(tmp_path, mock_pins):
+def test_sigterm_style_stop_finishes_the_burst_in_progress(tmp_path, clock):
     settings = trap_settings(
         tmp_path, capture={"burst_frames": 50, "max_burst_frames": 50, "burst_interval_s": 0.01}
     )
-    agent = Agent(settings)
+    agent = Agent(settings, timer=clock)
     agent.start()
     agent.capture.trigger("pir")
-    time.sleep(0.1)
+    clock.run_until(lambda: agent.capture.stats.frames >= 5)
+    taken = agent.capture.stats.frames  # the loop waits out an interval: no frame in progress
     agent.stop()
     conn = open_readonly(settings.storage.data_dir / DB_NAME)
     try:
@@ -195,4 +213,5 @@ def test_sigterm_style_stop_finishes_the_burst_in_progress(tmp_path, mock_pins):
     finally:
         conn.close()
     assert 0 < media < 50
+    assert media == taken, "a stop ends the burst; it takes no further frame"
     assert state == "closed" and count == media

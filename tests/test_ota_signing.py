@@ -26,12 +26,7 @@ from cloud_stub.models.keys import new_keypair
 from cloud_stub.models.server import PackServer
 from cloud_stub.models.signing import sign_pack
 from device.config import Settings
-from device.ota.engine_guard import EngineGuard
-from device.ota.layout import load_active_engine
-from device.ota.remote_commands import AgentCallbacks
-from device.ota.reports import TransportReporter
-from device.ota.service import OtaService
-from device.ota.signing import (
+from device.contracts.signing import (
     SignatureError,
     canonical_manifest,
     key_id,
@@ -40,6 +35,11 @@ from device.ota.signing import (
     trusted_keys,
     verify_manifest,
 )
+from device.ota.engine_guard import EngineGuard
+from device.ota.layout import load_active_engine
+from device.ota.remote_commands import AgentCallbacks
+from device.ota.reports import TransportReporter
+from device.ota.service import OtaService
 from device.vision.pack import write_pack
 from tests.support.broker import INGEST_USER, Broker
 from tests.support.uplink import device_link, query, running_ingest, wait_until
@@ -160,7 +160,7 @@ class OtaWorld:
         service = OtaService(
             settings, TransportReporter(link), guard=guard, callbacks=callbacks
         ).start()
-        link.downlink_handler = service.handle_downlink
+        link.on_downlink("#", service.handle_downlink)
         link.connect(timeout=10)
         device = Device(settings, service, link)
         self.devices[device_id] = device

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final
 
 from device.clock import ClockState
+from device.contracts.protocol import CaptureMethod, TriggerSource
 from device.hardware.camera import Frame
 
-ACTIVITY = "activityDetection"
-TIMELAPSE = "timeLapse"
+ACTIVITY: Final[CaptureMethod] = "activityDetection"
+TIMELAPSE: Final[CaptureMethod] = "timeLapse"
 
 
 @dataclass(frozen=True)
@@ -20,8 +22,8 @@ class CapturedFrame:
     captured_at: datetime
     captured_mono: float
     trigger_mono: float | None
-    capture_method: str
-    trigger_source: str
+    capture_method: CaptureMethod
+    trigger_source: TriggerSource
     clock: ClockState
     ir_on: bool
     frame: Frame
@@ -32,4 +34,4 @@ class EventClosed:
     event_id: str
     ended_at: datetime
     frame_count: int
-    capture_method: str
+    capture_method: CaptureMethod

@@ -55,14 +55,15 @@ def decode_lores(data: bytes, lores_size: tuple[int, int]) -> tuple[np.ndarray, 
             im.load()
             upright = ImageOps.exif_transpose(im)
             luma = upright.convert("L")
-    small = luma.resize(lores_size, Image.BILINEAR)
+    small = luma.resize(lores_size, Image.Resampling.BILINEAR)
     return np.asarray(small, dtype=np.uint8).copy(), w, h
 
 
 class ReplayCamera:
     def __init__(self, directory: Path | str, lores_size: tuple[int, int]) -> None:
         self.directory = Path(directory)
-        self.lores_size = tuple(lores_size)
+        width, height = lores_size  # a list from TOML or a test works too
+        self.lores_size = (int(width), int(height))
         self._files: list[Path] = []
         self._next = 0
 

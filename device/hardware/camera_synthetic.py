@@ -33,7 +33,7 @@ class SyntheticCamera:
     def start(self) -> None:
         # The first scene's first frame would otherwise pay for building its background.
         first = plan_scene(self.section.synthetic_seed, 0)
-        warm_up(tuple(self.section.main_size), first.variant)
+        warm_up(self.section.main_size, first.variant)
         self._started = True
 
     def capture(self) -> Frame:
@@ -44,7 +44,7 @@ class SyntheticCamera:
             self._scene += 1
             self._frame = 0
             plan = plan_scene(self.section.synthetic_seed, self._scene)
-            self._renderer = SceneRenderer(plan, tuple(self.section.main_size))
+            self._renderer = SceneRenderer(plan, self.section.main_size)
         self._last = now
         rendered = self._renderer.render(self._frame)
         plan = self._renderer.plan
@@ -62,7 +62,7 @@ class SyntheticCamera:
         width, height = self.section.main_size
         return Frame(
             jpeg=encode_jpeg(rendered.image, self.section.jpeg_quality),
-            lores=lores_luma(rendered.image, tuple(self.section.lores_size)),
+            lores=lores_luma(rendered.image, self.section.lores_size),
             width=width,
             height=height,
             meta=meta,

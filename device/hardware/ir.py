@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from gpiozero import DigitalOutputDevice
+    from gpiozero.pins import Factory
 
     from device.config import IrSection
 
@@ -39,10 +40,17 @@ class IrLight:
     """Decides, frame by frame, whether the IR light is on for the next frame, and drives it.
 
     With ``section.pin`` None there is no light: every call is a no-op and it is never on.
+    The output is opened on ``pin_factory`` (the trap's one factory, see ``gpio``); None means
+    gpiozero's global default, as it does to gpiozero.
     """
 
     def __init__(
-        self, section: IrSection, *, off_margin: float = 15.0, min_dwell_s: float = 60.0
+        self,
+        section: IrSection,
+        *,
+        pin_factory: Factory | None = None,
+        off_margin: float = 15.0,
+        min_dwell_s: float = 60.0,
     ) -> None:
         self.section = section
         self.off_margin = off_margin
@@ -59,7 +67,11 @@ class IrLight:
             from device.hardware.gpio import open_pin_device
 
             self._device = open_pin_device(
-                DigitalOutputDevice, section.pin, "ir.pin, the IR light", initial_value=False
+                DigitalOutputDevice,
+                section.pin,
+                "ir.pin, the IR light",
+                initial_value=False,
+                pin_factory=pin_factory,
             )
 
     @property

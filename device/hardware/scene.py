@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 from PIL import Image, ImageChops, ImageOps
@@ -41,8 +42,15 @@ SPECIES = {
 # An animal counts as present when at least this share of its outline is inside the frame.
 VISIBLE_MIN = 0.1
 
+
 # Background looks: where vegetation meets the ground, and the tints of both.
-VARIANTS = (
+class Look(TypedDict):
+    horizon: float  # frame fraction where vegetation gives way to ground
+    grass: tuple[float, float, float]  # RGB gains
+    ground: tuple[float, float, float]
+
+
+VARIANTS: tuple[Look, ...] = (
     {"horizon": 0.45, "grass": (0.55, 0.78, 0.35), "ground": (0.78, 0.70, 0.56)},
     {"horizon": 0.60, "grass": (0.48, 0.70, 0.30), "ground": (0.70, 0.62, 0.50)},
     {"horizon": 0.35, "grass": (0.66, 0.74, 0.40), "ground": (0.82, 0.76, 0.64)},
@@ -151,7 +159,8 @@ def _sprite(name: str) -> tuple[Image.Image, Image.Image]:
         mask = mask.crop(mask.getbbox())
         # Coat: brown, shaded by the gravel texture so the body is not a flat blob.
         shade = np.asarray(
-            Image.fromarray(_texture("gravel")).resize(mask.size, Image.BILINEAR), np.float32
+            Image.fromarray(_texture("gravel")).resize(mask.size, Image.Resampling.BILINEAR),
+            np.float32,
         )
         shade = 0.65 + 0.6 * shade / 255.0
         coat = np.stack([118 * shade, 80 * shade, 50 * shade], axis=-1)
@@ -161,7 +170,9 @@ def _sprite(name: str) -> tuple[Image.Image, Image.Image]:
 
 
 def _tiled(name: str, tile_px: int, width: int, height: int) -> np.ndarray:
-    tile = np.asarray(Image.fromarray(_texture(name)).resize((tile_px, tile_px), Image.BILINEAR))
+    tile = np.asarray(
+        Image.fromarray(_texture(name)).resize((tile_px, tile_px), Image.Resampling.BILINEAR)
+    )
     # Mirrored tiling hides the seams of a texture that was never made to tile.
     block = np.block([[tile, tile[:, ::-1]], [tile[::-1, :], tile[::-1, ::-1]]])
     reps = (math.ceil(height / block.shape[0]), math.ceil(width / block.shape[1]))
@@ -249,8 +260,8 @@ class SceneRenderer:
             rgb, mask = _sprite(plan.sprite)
             sh = max(2, round(plan.height * size[1]))
             sw = max(2, round(rgb.width * sh / rgb.height))
-            rgb = rgb.resize((sw, sh), Image.BILINEAR)
-            mask = mask.resize((sw, sh), Image.BILINEAR)
+            rgb = rgb.resize((sw, sh), Image.Resampling.BILINEAR)
+            mask = mask.resize((sw, sh), Image.Resampling.BILINEAR)
             if plan.dx < 0 and plan.sprite == "horse":
                 # The silhouette faces right; an animal walks the way it faces.
                 rgb, mask = ImageOps.mirror(rgb), ImageOps.mirror(mask)
@@ -331,7 +342,7 @@ def encode_jpeg(image: Image.Image, quality: int) -> bytes:
 
 def lores_luma(image: Image.Image, lores_size: tuple[int, int]) -> np.ndarray:
     """Luma at the analysis size; like the Pi's lores stream, the full field of view is scaled."""
-    small = image.convert("L").resize(lores_size, Image.BILINEAR, reducing_gap=2.0)
+    small = image.convert("L").resize(lores_size, Image.Resampling.BILINEAR, reducing_gap=2.0)
     return np.asarray(small, dtype=np.uint8).copy()
 
 

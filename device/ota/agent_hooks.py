@@ -5,20 +5,22 @@
     version = agent_hooks.apply_persisted_config(settings)   # before building the rooms
     engine = agent_hooks.load_engine(settings)               # instead of VisionEngine.load(
                                                              #   settings.vision.pack, ...)
-    ota = agent_hooks.attach(agent, transport)               # before transport.connect()
-    ...
+    ota = agent_hooks.attach(settings, transport, callbacks, worker=vision)
+    ...                                                      # (before transport.connect())
     ota.stop()                                               # in Agent.stop()
 
-``attach`` wraps the worker's engine in an ``EngineGuard`` (thread-safe swaps), hooks the
-transport's downlink handler and wires the command callbacks to the agent. If the transport is
-already connected it re-subscribes, so the retained desired-model and desired-config messages
-are delivered again to the new handler.
+``attach`` is lent what OTA uses and nothing else: the settings, the link, the agent's
+command callbacks (``AgentCallbacks``, built by the agent) and the classification worker's
+serving door. It makes the worker serve an ``EngineGuard`` (thread-safe swaps, a new pack's
+trial) and routes the link's ``model``, ``config`` and ``command`` downlinks to the OTA
+service. A route made while the link is up subscribes again, so the retained desired-model and
+desired-config messages reach the service either way.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 from device.ota import remote_config
 from device.ota.engine_guard import EngineGuard
@@ -27,16 +29,36 @@ from device.ota.remote_commands import AgentCallbacks
 from device.ota.reports import Reporter, TransportReporter
 from device.ota.service import OtaService
 from device.ota.state import StateFile
-from device.protocol import TOPIC_ROOT
+from device.vision.engine import ServingEngine, VisionEngine
 
 if TYPE_CHECKING:
     from device.config import Settings
     from device.uplink.transport import Transport
-    from device.vision.engine import VisionEngine
 
 log = logging.getLogger("camtrap.ota")
 
-__all__ = ["active_pack_path", "apply_persisted_config", "attach", "load_engine"]
+__all__ = [
+    "AgentCallbacks",
+    "ServingDoor",
+    "active_pack_path",
+    "apply_persisted_config",
+    "attach",
+    "load_engine",
+]
+
+# One route for the OTA downlinks (model, config, command): the service tells them apart.
+OTA_DOWNLINKS = "+"
+
+
+class ServingDoor(Protocol):
+    """What OTA needs of the classification worker (``ClassificationWorker`` is one): the
+    engine it serves before OTA attaches (the pack loaded at start, or none), and the one way
+    to change what it serves."""
+
+    @property
+    def engine(self) -> ServingEngine | None: ...
+
+    def serve(self, engine: ServingEngine | None) -> None: ...
 
 
 def apply_persisted_config(settings: Settings) -> int:
@@ -49,51 +71,36 @@ def load_engine(settings: Settings) -> VisionEngine | None:
     return load_active_engine(settings)
 
 
-def default_callbacks(agent: Any) -> AgentCallbacks:
-    """Callbacks from whatever the agent offers; a missing one makes its command fail."""
-
-    def capture_test() -> str:
-        agent.capture.trigger("test")
-        return "triggered"
-
-    uplink = getattr(agent, "uplink", None)
-    sync_now = getattr(agent, "sync_now", None) or getattr(uplink, "sync_now", None)
-    return AgentCallbacks(
-        sync_now=sync_now,
-        capture_test=getattr(agent, "capture_test", None)
-        or (capture_test if hasattr(agent, "capture") else None),
-        restart_agent=getattr(agent, "restart", None) or getattr(agent, "request_stop", None),
-    )
-
-
 def attach(
-    agent: Any,
+    settings: Settings,
     transport: Transport,
+    callbacks: AgentCallbacks,
     *,
-    callbacks: AgentCallbacks | None = None,
+    worker: ServingDoor | None = None,
     reporter: Reporter | None = None,
 ) -> OtaService:
-    settings: Settings = agent.settings
-    worker = getattr(agent, "vision", None)
-    guard = EngineGuard(worker.engine if worker is not None else None)
-    if worker is not None and worker.engine is not None:
-        worker.engine = guard
+    """Start the OTA service on ``transport`` (best before it connects)."""
+    serving = worker.engine if worker is not None else None
+    if isinstance(serving, EngineGuard):
+        guard = serving  # attached before: the worker already serves through this guard
+    else:
+        guard = EngineGuard(serving if isinstance(serving, VisionEngine) else None)
+    if worker is not None and serving is not None and serving is not guard:
+        # The guard stands in for the engine the worker uses (see engine_guard); with no
+        # engine yet, the worker keeps None until the service serves a pack.
+        worker.serve(guard)
 
     def on_config(changed: list[str]) -> None:
-        if "uplink.max_payload_bytes" in changed and hasattr(transport, "max_payload_cap"):
+        if "uplink.max_payload_bytes" in changed:
             transport.max_payload_cap = settings.uplink.max_payload_bytes
 
     service = OtaService(
         settings,
         reporter or TransportReporter(transport),
-        callbacks=callbacks or default_callbacks(agent),
+        callbacks=callbacks,
         guard=guard,
         on_config_applied=on_config,
         worker=worker,
     ).start()
-    if hasattr(transport, "downlink_handler"):
-        transport.downlink_handler = service.handle_downlink
-        client = getattr(transport, "client", None)
-        if transport.is_connected and client is not None:
-            client.subscribe(f"{TOPIC_ROOT}/{settings.device.id}/down/#", qos=1)
+    transport.on_downlink(OTA_DOWNLINKS, service.handle_downlink)
     return service

@@ -6,6 +6,11 @@ returns (an interpreter is not thread-safe, and nothing may touch it from two th
 pack's first ``trial`` events run on probation: if one raises, the guard goes back to the
 previous engine at once, classifies that event with it, and tells the OTA service (which moves
 the ``current`` symlink back). After ``trial`` good events the previous engine is dropped.
+
+The worker holds the guard as its serving engine (``ClassificationWorker.serve(guard)``): it
+offers exactly what the worker uses of a ``VisionEngine`` (``classify_event``,
+``learn_background``) and what the heartbeat reports (``classified_by``), each answered by the
+engine serving at that moment. Everything else of the engine is read from ``guard.engine``.
 """
 
 from __future__ import annotations
@@ -13,9 +18,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from device.vision.engine import EventFrame, EventVerdict, VisionEngine
 
 log = logging.getLogger("camtrap.ota")
@@ -35,6 +42,12 @@ class EngineGuard:
     def engine(self) -> VisionEngine | None:
         with self._lock:
             return self._engine
+
+    @property
+    def classified_by(self) -> str | None:
+        """``name@version`` of the pack serving now; None once a failed trial left none."""
+        with self._lock:
+            return self._engine.classified_by if self._engine is not None else None
 
     @property
     def in_trial(self) -> bool:
@@ -99,10 +112,8 @@ class EngineGuard:
                     callback(True, "")
             return verdict
 
-    def __getattr__(self, name: str) -> Any:
-        # Everything else the worker uses (learn_background, classified_by, ...) goes to
-        # whichever engine serves now.
-        engine = self.__dict__.get("_engine")
-        if engine is None:
-            raise AttributeError(name)
-        return getattr(engine, name)
+    def learn_background(self, lores: np.ndarray) -> None:
+        """The worker's empty-scene frames teach the serving engine's motion model."""
+        with self._lock:
+            if self._engine is not None:
+                self._engine.learn_background(lores)

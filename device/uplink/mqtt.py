@@ -11,6 +11,9 @@ Choices and why:
   (mosquitto loses acknowledged messages on SIGKILL): delivery is judged by ingest's app acks.
 * paho 2.2 ignores the broker's Maximum Packet Size and would resend an oversize message after
   every reconnect, so we read it from CONNACK ourselves and refuse bigger payloads up front.
+* Downlink routing is paho's own: each ``on_downlink`` filter is a ``message_callback_add``
+  route under ``camtrap/{device}/down/``, and acks have a route of their own. Every connect
+  subscribes to the whole down topic again, so routes need nothing after a reconnect.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from paho.mqtt.properties import Properties
 
 from device import __version__, protocol
 from device.protocol import Ack, AckBatch, ErrorReply, ProtocolError, Status, UpMessage
-from device.uplink.transport import SendHandle, Transport, TransportError
+from device.uplink.transport import DownlinkHandler, SendHandle, Transport, TransportError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -155,7 +158,6 @@ class MqttTransport(Transport):
         session_expiry_s: int = 7 * 24 * 3600,
         max_payload_cap: int = 1024 * 1024,
         max_inflight: int = 64,
-        downlink_handler: Callable[[str, bytes], None] | None = None,
         socket_timeout_s: float = 5.0,
     ) -> None:
         super().__init__(device_id)
@@ -168,7 +170,7 @@ class MqttTransport(Transport):
         self.keepalive_s = keepalive_s
         self.session_expiry_s = session_expiry_s
         self.max_payload_cap = max_payload_cap
-        self.downlink_handler = downlink_handler
+        self._down_prefix = f"{protocol.TOPIC_ROOT}/{device_id}/down/"
         self._connected = threading.Event()
         self._started = False
         self._broker_max_packet: int | None = None
@@ -205,14 +207,13 @@ class MqttTransport(Transport):
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
+        client.message_callback_add(protocol.down_topic(device_id, "ack"), self._on_ack)
+        client.on_message = self._on_unrouted
         client.on_log = self._on_log
         self.client = client
 
     @classmethod
-    def from_settings(
-        cls, settings: Settings, downlink_handler: Callable[[str, bytes], None] | None = None
-    ) -> MqttTransport:
+    def from_settings(cls, settings: Settings) -> MqttTransport:
         cfg = settings.uplink.mqtt
         return cls(
             settings.device.id,
@@ -228,7 +229,6 @@ class MqttTransport(Transport):
             socket_timeout_s=min(5.0, max(0.5, float(cfg.connect_timeout_s))),
             session_expiry_s=cfg.session_expiry_s,
             max_payload_cap=settings.uplink.max_payload_bytes,
-            downlink_handler=downlink_handler,
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -240,7 +240,7 @@ class MqttTransport(Transport):
         until ``close()``: watch ``on_connection_change`` to learn when it comes up.
         """
         self._last_refusal = None
-        self._attempt_error: str | None = None
+        self._attempt_error = None
         if not self._started:
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = self.session_expiry_s
@@ -287,6 +287,41 @@ class MqttTransport(Transport):
     def max_payload_bytes(self) -> int:
         packet_max = self._broker_max_packet or MQTT_PROTOCOL_MAX
         return min(self.max_payload_cap, packet_max - publish_overhead(self._longest_topic))
+
+    # -- downlink ----------------------------------------------------------------------------
+
+    def on_downlink(self, topic_filter: str, handler: DownlinkHandler) -> None:
+        """One handler per filter, as in paho: the same filter again replaces the handler."""
+        self.client.message_callback_add(self._down_prefix + topic_filter, self._routed(handler))
+        if self.is_connected:
+            # A subscription made again sends the retained messages again, now to this route.
+            self.client.subscribe(self._down_prefix + "#", qos=1)
+
+    def _routed(
+        self, handler: DownlinkHandler
+    ) -> Callable[[mqtt.Client, Any, mqtt.MQTTMessage], None]:
+        def deliver(client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+            suffix = self._down_suffix(msg.topic)
+            if suffix is None or suffix == "ack":
+                return
+            try:
+                handler(suffix, bytes(msg.payload))
+            except Exception:
+                # paho re-raises callback errors on its network thread, which would end the loop.
+                log.exception("downlink handler failed on %s", suffix)
+
+        return deliver
+
+    def _down_suffix(self, topic: str) -> str | None:
+        """``ack``, ``model``, ... of one of our down topics; None (logged) for anything else."""
+        try:
+            device_id, direction, suffix = protocol.parse_topic(topic)
+            if device_id != self.device_id or direction != "down":
+                raise ProtocolError("bad_topic", topic)
+        except ProtocolError as exc:
+            log.warning("ignoring downlink message on %s: %s", topic, exc)
+            return None
+        return suffix
 
     # -- sending -----------------------------------------------------------------------------
 
@@ -384,15 +419,11 @@ class MqttTransport(Transport):
             self._attempt_error = why
             self.offline_reason = f"{self.endpoint}: {why}"
 
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+    def _on_ack(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if self._down_suffix(msg.topic) != "ack":
+            return
         try:
-            device_id, direction, suffix = protocol.parse_topic(msg.topic)
-            if device_id != self.device_id or direction != "down":
-                raise ProtocolError("bad_topic", msg.topic)
-            if suffix != "ack":
-                self._hand_down(suffix, msg.payload)
-                return
-            reply = protocol.decode(msg.payload)
+            reply = protocol.decode(bytes(msg.payload))
             if not isinstance(reply, Ack | AckBatch | ErrorReply):
                 raise ProtocolError("unexpected", f"{reply.type} on the ack topic")
             if reply.device_id != self.device_id:
@@ -404,11 +435,7 @@ class MqttTransport(Transport):
         for event in reply.expand() if isinstance(reply, AckBatch) else [reply]:
             self._emit(event)
 
-    def _hand_down(self, suffix: str, payload: bytes) -> None:
-        if self.downlink_handler is None:
-            return
-        try:
-            self.downlink_handler(suffix, payload)
-        except Exception:
-            # paho re-raises callback errors on its network thread, which would end the loop.
-            log.exception("downlink handler failed on %s", suffix)
+    def _on_unrouted(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        # A down message no route asked for (OTA off, or nobody handles the suffix): dropped.
+        if self._down_suffix(msg.topic) is not None:
+            log.debug("no downlink handler for %s; dropped", msg.topic)

@@ -6,6 +6,9 @@ when its publish future resolves, so that resolution is the ack (``AckEvent`` pe
 ``"complete"`` for the item). Retries inside the client library can publish a message twice
 with different message ids; ingest deduplicates by our own ids, not Pub/Sub's.
 
+Nothing comes down a Pub/Sub link (no down topic, so no desired model, config or commands):
+``on_downlink`` keeps its routes, as the transport contract asks, and nothing ever calls them.
+
 Publisher flow control is ``BLOCK``: ``send`` waits instead of piling unbounded messages in
 RAM when the link is slow. Direct device-to-Pub/Sub needs a service-account key on the device;
 that suits a few traps in safe places, an MQTT broker bridged to Pub/Sub suits a fleet.
@@ -24,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from device import protocol
 from device.protocol import Ack, ErrorReply, MediaChunk, UpMessage
-from device.uplink.transport import SendHandle, Transport, TransportError
+from device.uplink.transport import DownlinkHandler, SendHandle, Transport, TransportError
 
 if TYPE_CHECKING:
     from device.config import Settings
@@ -110,6 +113,7 @@ class PubSubTransport(Transport):
         self.offline_reason: str | None = None
         self._lock = threading.Lock()
         self._items: dict[str, _ItemProgress] = {}
+        self.downlink_routes: dict[str, DownlinkHandler] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PubSubTransport:
@@ -192,6 +196,12 @@ class PubSubTransport(Transport):
         self._connected = connected
         if changed:
             self._notify(connected)
+
+    # -- downlink ----------------------------------------------------------------------------
+
+    def on_downlink(self, topic_filter: str, handler: DownlinkHandler) -> None:
+        """Kept, never called: a Pub/Sub link has no down topic (see the module docstring)."""
+        self.downlink_routes[topic_filter] = handler
 
     # -- sending -----------------------------------------------------------------------------
 

@@ -1,5 +1,11 @@
-"""The uplink room of the agent: retention after commits, the drain thread, the heartbeat,
-and the ``camtrap sync`` request file. ``Agent`` creates one and calls start/stop.
+"""The uplink room of the agent: the drain thread, the heartbeat, and the ``camtrap sync``
+request file. ``Agent`` creates one and calls start/stop.
+
+The room is lent only what it uses (small Protocols below), never the agent: the settings, the
+store's database, the store room's retention figures for the heartbeat, the wall-clock probe
+and the serving model's version. The agent registers ``on_commit`` as a commit listener and
+``report_disk`` as retention's disk-full reporter; retention and the data-dir run lock are the
+agent's, not this room's.
 """
 
 from __future__ import annotations
@@ -7,11 +13,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from device.runlock import SYNC_REQUEST, RunLock
+from device.runlock import SYNC_REQUEST
 from device.store.outbox import Outbox
-from device.store.retention import Retention
 from device.telemetry import Heartbeat
 from device.uplink.connectivity import probe_from_settings
 from device.uplink.drain import Drain, DrainThread
@@ -21,8 +26,9 @@ from device.uplink.transport import Transport
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from device.agent import Agent
+    from device.clock import ClockProbe
     from device.config import Settings
+    from device.store.db import Database
     from device.store.store import CommitResult
 
 log = logging.getLogger("camtrap.uplink")
@@ -30,6 +36,23 @@ log = logging.getLogger("camtrap.uplink")
 REQUEST_POLL_S = 1.0
 # After the last item sent, this long without another one counts as a finished sync.
 REPORT_SETTLE_S = 2.0
+
+
+class DatabaseSource(Protocol):
+    """The store's connection: None while captures spool to RAM (no usable data dir)."""
+
+    @property
+    def db(self) -> Database | None: ...
+
+
+class RetentionFigures(Protocol):
+    """What the heartbeat reports of the store room's retention."""
+
+    @property
+    def media_bytes(self) -> int: ...
+
+    @property
+    def disk_full(self) -> bool: ...
 
 
 def make_transport(settings: Settings) -> Transport:
@@ -42,7 +65,7 @@ def make_transport(settings: Settings) -> Transport:
     return MqttTransport.from_settings(settings)
 
 
-def make_drain(settings: Settings, db, transport: Transport) -> Drain:  # type: ignore[no-untyped-def]
+def make_drain(settings: Settings, db: Database, transport: Transport) -> Drain:
     up = settings.uplink
     return Drain(
         db,
@@ -61,49 +84,43 @@ def make_drain(settings: Settings, db, transport: Transport) -> Drain:  # type: 
 
 
 class UplinkRoom:
-    def __init__(self, agent: Agent) -> None:
-        self.agent = agent
-        self.settings = agent.settings
-        self.store = agent.store
-        self.lock = RunLock(self.settings.storage.data_dir)
-        self.retention = Retention(self.settings, lambda: self.store.db, self._disk_full)
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: DatabaseSource,
+        retention: RetentionFigures,
+        clock: ClockProbe,
+        model_version: Callable[[], str | None],
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.retention = retention
+        self.model_version = model_version
         self.heartbeat = Heartbeat(
-            self.settings.device.id,
+            settings.device.id,
             lambda: self.store.db,
-            self.settings.storage.data_dir,
-            agent.clock,
-            interval_s=self.settings.telemetry.interval_s,
-            thermal_dir=self.settings.telemetry.thermal_dir,
-            uptime_file=self.settings.telemetry.uptime_file,
-            model_version=self._model_version,
+            settings.storage.data_dir,
+            clock,
+            interval_s=settings.telemetry.interval_s,
+            thermal_dir=settings.telemetry.thermal_dir,
+            uptime_file=settings.telemetry.uptime_file,
+            model_version=model_version,
             media_bytes=lambda: self.retention.media_bytes,
-            disk_full=lambda: self.retention.disk_full or self.store.mode != "primary",
+            disk_full=lambda: self.retention.disk_full or self.store.db is None,
         )
         self.transport: Transport | None = None
         self.drain: Drain | None = None
         self.thread: DrainThread | None = None
         self._request_checked = 0.0
-        self._spool_reported = False
         self._reported: tuple[int, str | None] | None = None  # (items done, model) last told
         self._last_done = (0, 0.0)  # (items done, monotonic time it last changed)
-        agent.committed_listeners.append(self._on_commit)
-
-    def lock_data_dir(self) -> None:
-        """Before the store opens: wait for a running ``camtrap sync`` to let go."""
-        try:
-            if not self.lock.acquire(blocking=False):
-                log.warning("camtrap sync holds the database; waiting for it to finish")
-                self.lock.acquire(blocking=True)
-        except OSError as exc:
-            log.warning("no run lock in %s: %s", self.settings.storage.data_dir, exc)
 
     def start(self, on_transport: Callable[[Transport], None] | None = None) -> None:
         """After the store opened. ``on_transport`` sees the link before it connects."""
         db = self.store.db
         if db is not None:
             Outbox(db).recover_inflight()
-            self.retention.resync()
-            self.retention.enforce()
         if self.settings.uplink.transport == "none" or db is None:
             return
         self.transport = make_transport(self.settings)
@@ -121,7 +138,6 @@ class UplinkRoom:
         if self.transport is not None:
             self.transport.close()
             self.transport = None
-        self.lock.release()
 
     def sync_now(self) -> str:
         """Every queued item due now, and the drain woken (the ``sync-now`` command)."""
@@ -131,36 +147,31 @@ class UplinkRoom:
         self.drain.wake()
         return "draining"
 
-    # -- hooks -----------------------------------------------------------------------------
+    # -- what the agent registers ------------------------------------------------------------
 
-    def _on_commit(self, result: CommitResult) -> None:
+    def on_commit(self, result: CommitResult) -> None:
+        """A commit listener: new media or a closed event wakes the drain."""
         if self.store.db is None:
-            if not self._spool_reported:
-                self._spool_reported = True
-                self._disk_full(True, "data dir unusable; captures spool to RAM")
             return
-        self._spool_reported = False
-        self.retention.after_commit(result.committed_media)
         if self.drain is not None and (result.committed_media or result.closed_events):
             self.drain.wake()
 
-    def _disk_full(self, full: bool, message: str) -> None:
+    def report_disk(self, full: bool, message: str) -> None:
+        """Retention's reporter: the card filled up (or has room again); sent with the
+        heartbeat."""
         if full:
             self.heartbeat.report("disk_full", "error", message)
         else:
             self.heartbeat.report("disk_ok", "info", message)
 
-    def _model_version(self) -> str | None:
-        vision = self.agent.vision
-        engine = getattr(vision, "engine", None) if vision is not None else None
-        return getattr(engine, "classified_by", None)
+    # -- drain tick hooks --------------------------------------------------------------------
 
     def _report_changes(self, transport: Transport) -> None:
         """A heartbeat now, not at the next interval, once a sync drained the outbox or the
         model changed (OTA): the fleet page then shows queue 0, the new model, the last sync."""
         if self.drain is None:
             return
-        now = (self.drain.progress.items_done, self._model_version())
+        now = (self.drain.progress.items_done, self.model_version())
         if self._reported is None:
             self._reported = now  # the first tick online sends one anyway
             return

@@ -31,6 +31,17 @@ The contract, for MQTT and Pub/Sub alike:
           link.send(chunk)            # PayloadTooLarge / NotConnected: leave it queued
       while (event := link.next_event(timeout=1.0)) is not None:
           ...                         # record chunk acks; "complete" -> outbox item done
+* ``on_downlink(topic_filter, handler)`` routes messages from the cloud below the device's
+  down topic (``camtrap/{device}/down/``) to ``handler(suffix, payload)``, the way paho's
+  ``message_callback_add`` routes topics: the filter is an MQTT topic filter relative to that
+  prefix (``"model"``, ``"command"``, ``"+"``, ``"#"``). ``ack`` is the transport's own and
+  reaches no handler. A handler runs on the link's thread and must only queue; if it raises,
+  the error is logged and the link carries on. Registrations outlive reconnects (subscribing
+  again is the transport's job), and one made while connected subscribes again, so retained
+  messages (the desired model and config) reach the new handler. Pub/Sub has no down topic:
+  its handlers are kept but never called.
+* ``max_payload_cap`` is the configured ceiling on ``max_payload_bytes``
+  (``uplink.max_payload_bytes``); remote config may change it while the link runs.
 * ``close()`` says goodbye (MQTT: a retained ``offline`` status) and stops the threads.
 
 Events may repeat (at-least-once everywhere): treat them idempotently.
@@ -48,6 +59,8 @@ from device import protocol
 from device.protocol import Ack, ErrorReply, UpMessage
 
 AckEvent = Ack | ErrorReply
+# (suffix of the down topic, payload): "model", "config", "command", ...
+DownlinkHandler = Callable[[str, bytes], None]
 
 
 class TransportError(RuntimeError):
@@ -81,6 +94,7 @@ class Transport(ABC):
     """Base with the event queue and connection listeners both transports share."""
 
     name: str = "abstract"
+    max_payload_cap: int
 
     def __init__(self, device_id: str) -> None:
         self.device_id = device_id
@@ -103,6 +117,12 @@ class Transport(ABC):
     @property
     @abstractmethod
     def max_payload_bytes(self) -> int: ...
+
+    # -- downlink ----------------------------------------------------------------------------
+
+    @abstractmethod
+    def on_downlink(self, topic_filter: str, handler: DownlinkHandler) -> None:
+        """Route down-topic messages matching ``topic_filter`` to ``handler`` (see above)."""
 
     # -- sending -----------------------------------------------------------------------------
 

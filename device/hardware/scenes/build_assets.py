@@ -40,10 +40,16 @@ def main() -> None:
     src = _skimage_data_dir()
     # Textures: greyscale, kept at 320 px so they tile cheaply and stay small on disk.
     for name in ("grass", "gravel"):
-        tile = Image.open(src / f"{name}.png").convert("L").resize((320, 320), Image.LANCZOS)
+        tile = (
+            Image.open(src / f"{name}.png")
+            .convert("L")
+            .resize((320, 320), Image.Resampling.LANCZOS)
+        )
         _save_jpeg(tile, f"{name}.jpg")
     # The cat: the full photograph; the renderer cuts it out with a soft ellipse.
-    cat = Image.open(src / "chelsea.png").convert("RGB").resize((360, 240), Image.LANCZOS)
+    cat = (
+        Image.open(src / "chelsea.png").convert("RGB").resize((360, 240), Image.Resampling.LANCZOS)
+    )
     _save_jpeg(cat, "chelsea.jpg")
     # The horse silhouette becomes a 1-bit mask (black horse -> white mask).
     horse = Image.open(src / "horse.png").convert("RGBA")
