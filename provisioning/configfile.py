@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from device.config import Settings, describe_validation_error, to_toml
+from provisioning.config_bounds import config_field
 from provisioning.credentials import Credentials
 from provisioning.paths import Paths
 from provisioning.questions import Answers
@@ -69,7 +70,7 @@ def build(
         "device": {
             "id": device_id,
             "deployment_id": deployment_id,
-            "timezone": answers.get("device.timezone") or "UTC",
+            "timezone": answers.get("device.timezone") or config_field("device.timezone").default,
         },
         "location": {
             "latitude": answers["deployment.latitude"],
@@ -89,7 +90,7 @@ def build(
     host, port = broker
     mqtt: dict[str, Any] = {}
     if host:
-        mqtt.update(host=host, port=port or 8883, tls=True)
+        mqtt.update(host=host, port=port or config_field("uplink.mqtt.port").default, tls=True)
     if creds is not None:
         mqtt.update(ca_file=str(creds.ca), cert_file=str(creds.cert), key_file=str(creds.key))
     if mqtt:

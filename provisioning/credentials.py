@@ -148,7 +148,7 @@ def import_dir(paths: Paths, effects: Effects, device_id: str, directory: Path) 
         (p for p in (directory / f"{device_id}.crt", directory / "device.crt") if p.exists()), None
     )
     cert = _load_cert(cert_path) if cert_path else None
-    if cert is None:
+    if cert is None or cert_path is None:
         raise ProvisionError(f"{directory} has no {device_id}.crt (or device.crt) certificate")
     if _cn(cert) != device_id:
         raise ProvisionError(f"{cert_path} is for {_cn(cert)!r}, not this device ({device_id})")

@@ -21,7 +21,7 @@ from provisioning import configfile, credentials, deployment, label, selftest, w
 from provisioning.identity import device_id as find_device_id
 from provisioning.paths import SERVICE, Paths
 from provisioning.prompt import Prompter
-from provisioning.questions import Answers, check_given, complete
+from provisioning.questions import QUESTIONS, Answers, check_given, complete
 from provisioning.registry_client import put_deployment
 from provisioning.system import Effects, ProvisionError
 
@@ -84,14 +84,9 @@ def _previous(existing: dict[str, Any], open_one: dict[str, Any] | None) -> Answ
         ):
             if open_one.get(name) is not None:
                 prev[key] = open_one[name]
-    for key in (
-        "pir.pin",
-        "ir.pin",
-        "capture.burst_frames",
-        "capture.cooldown_s",
-        "capture.timelapse_interval_s",
-        "device.timezone",
-    ):
+    # Answers kept under their own name in camtrap.toml (pir.pin, capture.*, device.timezone):
+    # the file, hand edits included, proposes them again.
+    for key in (q.key for q in QUESTIONS if q.setting == q.key):
         section, name = key.split(".")
         value = existing.get(section, {}).get(name)
         if value is not None:

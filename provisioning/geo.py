@@ -9,6 +9,7 @@ codes are every ISO 3166-1 alpha-3 code in ``device/models/continents.json``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -243,6 +244,7 @@ def timezone_at(latitude: float, longitude: float) -> ZoneGuess | None:
     nearest: right in most of the field, wrong near a zone border, which is why the technician
     always confirms the answer.
     """
+    get_tz: Callable[[float, float], str] | None
     try:
         from tzfpy import get_tz
     except ImportError:

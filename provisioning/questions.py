@@ -2,10 +2,15 @@
 
 The interactive prompter, the answers file and ``--set key=value`` all feed the same parsers, so
 a value is checked the same way however it arrives. Keys are ``section.name``.
+
+An answer that becomes a config key names it (``setting``): its bounds and its default are the
+config model's (``provisioning.config_bounds``), so the script never accepts a value the agent
+would refuse, nor proposes one the agent would not start with.
 """
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from provisioning import geo
+from provisioning.config_bounds import Bounds, config_field
 
 # Camtrap DP 1.0.2 deployments.featureType
 FEATURE_TYPES = (
@@ -45,6 +51,7 @@ class Question:
     optional: bool = False  # a blank answer means "none"
     when: Callable[[Answers], bool] = lambda _a: True
     ask: bool = True  # False: answers file / --set only, never prompted
+    setting: str | None = None  # the camtrap.toml key the answer is written to
 
 
 def _text(value: Any, _a: Answers) -> str:
@@ -56,15 +63,17 @@ def _text(value: Any, _a: Answers) -> str:
     return text
 
 
-def _number(low: float, high: float, unit: str, integer: bool = False) -> Callable[..., Any]:
+def _number(bounds: Bounds, unit: str) -> Callable[[Any, Answers], Any]:
     def parse(value: Any, _a: Answers) -> float | int:
         try:
             number = float(str(value).strip().replace(",", "."))
         except ValueError:
             raise ValueError(f"{value!r} is not a number") from None
-        if number != number or not low <= number <= high:  # NaN, or out of range
-            raise ValueError(f"must be between {low:g} and {high:g} {unit}".rstrip())
-        if integer:
+        if not math.isfinite(number):  # the model may take inf where it has no upper bound
+            raise ValueError(f"{value!r} is not a number")
+        if not bounds.admits(number):
+            raise ValueError(f"must be {bounds.describe()} {unit}".rstrip())
+        if bounds.integer:
             if number != int(number):
                 raise ValueError("must be a whole number")
             return int(number)
@@ -73,12 +82,25 @@ def _number(low: float, high: float, unit: str, integer: bool = False) -> Callab
     return parse
 
 
+def _setting_number(setting: str, unit: str) -> Callable[[Any, Answers], Any]:
+    """A number within the bounds the config model gives ``setting``."""
+    return _number(config_field(setting).bounds, unit)
+
+
+def _setting_default(setting: str) -> Callable[[Answers], Any]:
+    """The config model's default for ``setting`` (None where the model leaves it unset)."""
+    default = config_field(setting).default
+    return lambda _a: default
+
+
 def _latitude(value: Any, answers: Answers) -> float:
-    return _number(-90, 90, "degrees (south is negative)")(value, answers)
+    parse = _setting_number("location.latitude", "degrees (south is negative)")
+    return float(parse(value, answers))
 
 
 def _longitude(value: Any, answers: Answers) -> float:
-    lon = _number(-180, 180, "degrees (west is negative)")(value, answers)
+    parse = _setting_number("location.longitude", "degrees (west is negative)")
+    lon = float(parse(value, answers))
     if lon == 0 and answers.get("deployment.latitude") == 0:
         raise ValueError("0, 0 is in the sea off Africa: the GPS fix is probably missing")
     return lon
@@ -111,13 +133,18 @@ def _country_help(answers: Answers) -> str:
     )
 
 
-def _pin(value: Any, answers: Answers) -> int:
-    pin = _number(0, 27, "(BCM GPIO numbers)", integer=True)(value, answers)
-    return int(pin)
+def _gpio_range(setting: str) -> str:
+    """``0-27`` for a help text, from the model's bounds of a pin setting."""
+    bounds = config_field(setting).bounds
+    return f"{bounds.low:g}-{bounds.high:g}"
+
+
+def _pir_pin(value: Any, answers: Answers) -> int:
+    return int(_setting_number("pir.pin", "(BCM GPIO numbers)")(value, answers))
 
 
 def _ir_pin(value: Any, answers: Answers) -> int:
-    pin = _pin(value, answers)
+    pin = int(_setting_number("ir.pin", "(BCM GPIO numbers)")(value, answers))
     if pin == answers.get("pir.pin"):
         raise ValueError(f"GPIO {pin} is already the PIR pin; each pin can do one job")
     return pin
@@ -159,9 +186,9 @@ def _zone_guess(answers: Answers) -> geo.ZoneGuess | None:
 
 
 def _timezone_default(answers: Answers) -> str:
-    """Proposed from the location (the technician confirms it); UTC only without one."""
+    """Proposed from the location (the technician confirms it); the model's UTC without one."""
     guess = _zone_guess(answers)
-    return guess.zone if guess is not None else "UTC"
+    return guess.zone if guess is not None else str(config_field("device.timezone").default)
 
 
 def _timezone_help(answers: Answers) -> str:
@@ -239,27 +266,39 @@ QUESTIONS: tuple[Question, ...] = (
         "Latitude (decimal degrees)",
         "WGS84 decimal degrees from the phone's GPS; south is negative (-1.2921).",
         _latitude,
+        setting="location.latitude",
     ),
     Question(
         "deployment.longitude",
         "Longitude (decimal degrees)",
         "WGS84 decimal degrees; west is negative (36.8219).",
         _longitude,
+        setting="location.longitude",
     ),
     Question(
         "deployment.coordinate_uncertainty_m",
         "Coordinate uncertainty (m)",
         "How far off the position may be, in metres (the phone shows its GPS accuracy).",
-        _number(1, 100_000, "metres", integer=True),
+        _setting_number("location.coordinate_uncertainty_m", "metres"),
+        # The model leaves it unset (unknown); a phone's GPS is usually this good.
         default=lambda a: 30,
+        setting="location.coordinate_uncertainty_m",
     ),
-    Question("deployment.country", "Country (ISO alpha-3)", "", _country, default=_country_default),
+    Question(
+        "deployment.country",
+        "Country (ISO alpha-3)",
+        "",
+        _country,
+        default=_country_default,
+        setting="location.country",
+    ),
     Question(
         "deployment.admin1",
         "US state (two letters)",
         "USPS state code; range maps for US species are per state.",
         lambda v, a: geo.check_us_state(str(v)),
         when=lambda a: a.get("deployment.country") == "USA",
+        setting="location.admin1",
     ),
     Question(
         "device.timezone",
@@ -267,26 +306,29 @@ QUESTIONS: tuple[Question, ...] = (
         "IANA time zone name for local times, e.g. Africa/Nairobi. Stored times carry offsets.",
         _timezone,
         default=_timezone_default,
+        setting="device.timezone",
     ),
+    # Camera height, tilt and heading are Camtrap DP deployment fields, not config keys: their
+    # bounds are the standard's (tilt -90..90, heading 0..360) or plain sense.
     Question(
         "deployment.camera_height_m",
         "Camera height above ground (m)",
         "Height of the lens above the ground, in metres.",
-        _number(0, 30, "metres"),
+        _number(Bounds(0, 30), "metres"),
         default=lambda a: 0.5,
     ),
     Question(
         "deployment.camera_tilt_deg",
         "Camera tilt (degrees)",
         "Angle from horizontal: 0 level, negative pointing down, -90 straight down.",
-        _number(-90, 90, "degrees", integer=True),
+        _number(Bounds(-90, 90, integer=True), "degrees"),
         default=lambda a: 0,
     ),
     Question(
         "deployment.camera_heading_deg",
         "Camera heading (degrees)",
         "Compass direction the camera faces: 0 north, 90 east, 180 south, 270 west.",
-        _number(0, 360, "degrees", integer=True),
+        _number(Bounds(0, 360, integer=True), "degrees"),
         optional=True,
     ),
     Question(
@@ -328,37 +370,43 @@ QUESTIONS: tuple[Question, ...] = (
     Question(
         "pir.pin",
         "PIR sensor GPIO (BCM)",
-        "BCM GPIO number the PIR sensor's output is wired to (0-27).",
-        _pin,
-        default=lambda a: 17,
+        f"BCM GPIO number the PIR sensor's output is wired to ({_gpio_range('pir.pin')}).",
+        _pir_pin,
+        default=_setting_default("pir.pin"),
+        setting="pir.pin",
     ),
     Question(
         "ir.pin",
         "IR LED GPIO (BCM, blank for none)",
-        "BCM GPIO number of the IR illuminator's enable line (0-27), blank if there is none.",
+        f"BCM GPIO number of the IR illuminator's enable line ({_gpio_range('ir.pin')}), blank "
+        "if there is none.",
         _ir_pin,
         optional=True,
+        setting="ir.pin",
     ),
     Question(
         "capture.burst_frames",
         "Frames per trigger",
         "How many photos each PIR trigger takes.",
-        _number(1, 100, "frames", integer=True),
-        default=lambda a: 3,
+        _setting_number("capture.burst_frames", "frames"),
+        default=_setting_default("capture.burst_frames"),
+        setting="capture.burst_frames",
     ),
     Question(
         "capture.cooldown_s",
         "Pause after a burst (s)",
         "Seconds after a burst before the next trigger counts.",
-        _number(0, 3600, "seconds"),
-        default=lambda a: 5.0,
+        _setting_number("capture.cooldown_s", "seconds"),
+        default=_setting_default("capture.cooldown_s"),
+        setting="capture.cooldown_s",
     ),
     Question(
         "capture.timelapse_interval_s",
         "Timelapse health frame every (s, 0 off)",
         "One frame at this interval proves the trap is alive even when nothing moves.",
-        _number(0, 7 * 86400, "seconds"),
-        default=lambda a: 3600.0,
+        _setting_number("capture.timelapse_interval_s", "seconds"),
+        default=_setting_default("capture.timelapse_interval_s"),
+        setting="capture.timelapse_interval_s",
     ),
     Question(
         "registration.method",
@@ -402,6 +450,7 @@ QUESTIONS: tuple[Question, ...] = (
         "Broker host",
         "MQTT broker name or address (the registry supplies it when enrolling online).",
         _host,
+        # No setting's default: the model's "localhost" is no broker for a trap in the field.
         default=lambda a: a.get("_broker_host"),
         when=lambda a: not _registry(a),
     ),
@@ -409,9 +458,11 @@ QUESTIONS: tuple[Question, ...] = (
         "broker.port",
         "Broker port",
         "MQTT over TLS port, usually 8883.",
-        _number(1, 65535, "", integer=True),
-        default=lambda a: a.get("_broker_port", 8883),
+        _setting_number("uplink.mqtt.port", ""),
+        # The port of the broker this trap already uses, else the model's (MQTT over TLS).
+        default=lambda a: a.get("_broker_port", config_field("uplink.mqtt.port").default),
         when=lambda a: not _registry(a),
+        setting="uplink.mqtt.port",
     ),
     Question(
         "wifi.ssid",
