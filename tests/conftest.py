@@ -6,5 +6,7 @@ pytest_plugins = [
     "tests.support.broker",
     "tests.support.pubsub_emulator",
     "tests.support.world",
+    # Groups and order for pytest-xdist workers (a serial run is left as it is).
+    "tests.support.parallel",
     "pytester",
 ]

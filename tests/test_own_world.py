@@ -30,12 +30,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _unreserved_port() -> int:
     """A port nobody reserved: bound outside the guard's bookkeeping, then let go."""
-    sock = socket.socket()
-    ports._real_bind(sock, ("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    assert not REGISTRY.reserved(port)
-    return port
+    while True:  # the kernel may offer a port this session already reserved: ask again
+        sock = socket.socket()
+        ports._real_bind(sock, ("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        sock.close()
+        if not REGISTRY.reserved(port):
+            return port
 
 
 def test_the_guard_refuses_a_port_the_test_did_not_reserve():

@@ -162,7 +162,7 @@ def test_a_form_posted_from_another_origin_is_rejected_in_the_browser(world, tmp
             '<input name="action" value="blank"><input name="csrf_token" value="guess"></form>'
             "<script>document.getElementById('f').submit()</script>"
         ).encode()
-        attacker = http.server.HTTPServer(("127.0.0.1", 0), _Attacker)
+        attacker = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Attacker)
         threading.Thread(target=attacker.serve_forever, daemon=True).start()
         try:
             with page.expect_response(f"**/events/{target}/review") as answer:

@@ -9,6 +9,11 @@ or to any address off loopback is refused and fails the test that made it, namin
 port. Ports reserved while a test's own fixtures or body run are dropped when the test ends; ports
 reserved while a session/module/class fixture is set up live as long as the session.
 
+Each process keeps its own registry, so a port is also claimed across processes before it is
+handed out: pytest-xdist workers, and other pytest sessions on the machine, each hold a lock on
+one byte of a shared lock file per port they reserved (``PortClaims``). The kernel drops a
+process's locks when it exits, so a crashed worker leaves no stale claim behind.
+
 What cannot be wrapped in-process, and how it is kept in its world instead:
 - subprocesses (mosquitto, the agent, ``cloud_stub`` servers, gcloud's JVM): they only get ports
   from ``reserve_port``; ``check_config_ports`` refuses config data carrying any other port, a
@@ -29,11 +34,13 @@ used to test the agent's "name not resolved" path. The outer shell's ``CAMTRAP_*
 from __future__ import annotations
 
 import errno
+import fcntl
 import ipaddress
 import os
 import re
 import socket
 import subprocess
+import tempfile
 import threading
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -52,6 +59,50 @@ FOREIGN_ENV = re.compile(r"^(CAMTRAP_.*|PUBSUB_EMULATOR_HOST)$")
 
 class ForeignPortError(ConnectionRefusedError):
     """A connection the guard refused: the port is not this test's."""
+
+
+class PortClaims:
+    """Ports this process reserved, claimed against every other process of the same user.
+
+    A claim is a POSIX record lock on byte ``port`` of one lock file: another process holding it
+    means the port is that process's until it lets go or exits. Record locks belong to the
+    process (its threads share them) and vanish with it; closing any descriptor of the file
+    would drop them all, so the one descriptor stays open for the life of the process.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._held: set[int] = set()
+        self._lock = threading.Lock()
+
+    def _descriptor(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        return self._fd
+
+    def claim(self, port: int) -> bool:
+        """True if ``port`` is now this process's; False if another process holds it."""
+        with self._lock:
+            try:
+                fcntl.lockf(self._descriptor(), fcntl.LOCK_EX | fcntl.LOCK_NB, 1, port)
+            except (BlockingIOError, PermissionError):  # EAGAIN / EACCES: held elsewhere
+                return False
+            self._held.add(port)
+            return True
+
+    def release(self, ports: set[int]) -> None:
+        with self._lock:
+            for port in ports & self._held:
+                fcntl.lockf(self._descriptor(), fcntl.LOCK_UN, 1, port)
+            self._held -= ports
+
+    def held(self, port: int) -> bool:
+        with self._lock:
+            return port in self._held
+
+
+CLAIMS = PortClaims(Path(tempfile.gettempdir()) / f"camtrap-test-ports-{os.getuid()}.lock")
 
 
 @dataclass
@@ -74,7 +125,8 @@ class _Registry:
 
     def end_test(self) -> None:
         with self.lock:
-            self.per_test.clear()
+            ended, self.per_test = self.per_test - self.long_lived, set()
+        CLAIMS.release(ended)
 
     def take_violations(self) -> list[str]:
         with self.lock:
@@ -88,13 +140,30 @@ _real_connect_ex = socket.socket.connect_ex
 _real_bind = socket.socket.bind
 
 
-def reserve_port() -> int:
-    """A free loopback TCP port, recorded as this test's (or the session's, in a wide fixture)."""
+RESERVE_ATTEMPTS = 200
+
+
+def _kernel_offer() -> int:
+    """A loopback port free this moment: the kernel's pick for a bind to port 0, let go again."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         _real_bind(sock, ("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    REGISTRY.record(port)
-    return port
+        return int(sock.getsockname()[1])
+
+
+def reserve_port() -> int:
+    """A free loopback TCP port, recorded as this test's (or the session's, in a wide fixture).
+
+    The kernel may offer a port again as soon as it is let go, to this process or another, while
+    its first owner has not bound it yet: a port this process reserved already, or one another
+    process claimed, is passed over.
+    """
+    for _ in range(RESERVE_ATTEMPTS):
+        port = _kernel_offer()
+        if REGISTRY.reserved(port) or not CLAIMS.claim(port):
+            continue
+        REGISTRY.record(port)
+        return port
+    raise RuntimeError(f"no free loopback port in {RESERVE_ATTEMPTS} tries")
 
 
 free_port = reserve_port
@@ -363,8 +432,26 @@ def _counted(problems: list[str]) -> list[str]:
     return [p if n == 1 else f"{p} (x{n})" for p, n in counts.items()]
 
 
+# Under pytest-xdist a worker's session status never reaches the run's: a worker hands its
+# strays to the controller (``workeroutput``), which reports them with its own.
+_WORKER_OUTPUT_KEY = "own_world_stray"
+_STRAY_FROM_WORKERS: list[str] = []
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist controller: a worker finished; keep the strays it reported."""
+    output = getattr(node, "workeroutput", None) or {}
+    _STRAY_FROM_WORKERS.extend(output.get(_WORKER_OUTPUT_KEY, []))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     problems = REGISTRY.stray + REGISTRY.take_violations()
+    worker_output = getattr(session.config, "workeroutput", None)
+    if worker_output is not None:  # an xdist worker: the controller reports for the run
+        worker_output[_WORKER_OUTPUT_KEY] = problems
+        return
+    problems += _STRAY_FROM_WORKERS
     if problems:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
