@@ -65,9 +65,13 @@ test: venv apt-test
 bench: venv apt-test
 	$(PY) tests/bench/run.py
 
+# ruff, the type checker (mypy with pydantic's plugin, [tool.mypy]) and the import contracts
+# between the rooms ([tool.importlinter], docs/architecture.md).
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # The review page over the demo's captures (docs/review.md); serves until Ctrl-C.
 REVIEW_ROOT ?= $(DEMO_DIR)/cloud/ingest

@@ -16,9 +16,9 @@ from cloud_stub.models import rollout as ro
 from cloud_stub.models.keys import new_keypair
 from cloud_stub.models.server import PackServer
 from device import protocol
+from device.contracts.signing import trusted_keys
 from device.ota.installer import ModelUpdater
 from device.ota.layout import Layout, active_pack_path, load_active_engine
-from device.ota.signing import trusted_keys
 from device.ota.state import StateFile
 from device.protocol import DesiredModel
 from device.vision.pack import load_pack
@@ -35,7 +35,7 @@ from pathlib import Path
 from device.config import Settings
 from device.ota.installer import ModelUpdater
 from device.ota.layout import Layout
-from device.ota.signing import trusted_keys
+from device.contracts.signing import trusted_keys
 from device.ota.state import StateFile
 from device.protocol import decode
 
