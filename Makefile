@@ -95,7 +95,7 @@ DEB_PREV_REF ?= 7c24dd7
 # Where deb-test-arm64 keeps its Debian 12 arm64 chroot between runs.
 DEB_CHROOT_CACHE ?= /var/cache/camtrap-build
 # python3-tomli-w: gen_conffile.py writes the conffile with it (Build-Depends lists it too).
-APT_DEB := dpkg-dev debhelper dh-python python3-all python3-pip python3-tomli-w lintian git
+APT_DEB := dpkg-dev debhelper dh-python python3-all python3-pip python3-tomli-w python3-packaging lintian git
 APT_DEB_ARM64 := qemu-user-static binfmt-support debootstrap
 
 deb:

@@ -53,7 +53,9 @@ def test_build_depends_lists_every_build_tool_make_deb_installs():
     control = (ROOT / "debian" / "control").read_text()
     build_depends = control.split("Build-Depends:", 1)[1].split("Standards-Version", 1)[0]
     listed = {re.split(r"[\s:(]", d.strip())[0] for d in build_depends.split(",") if d.strip()}
-    for package in ("dh-python", "python3-pip", "python3-tomli-w"):
+    # python3-packaging: the conffile generator imports device.config, which reads the pack
+    # manifest's versions with packaging.version (device/contracts/versions.py).
+    for package in ("dh-python", "python3-pip", "python3-tomli-w", "python3-packaging"):
         assert package in listed, f"{package} missing from Build-Depends"
         assert package in make_variable("APT_DEB"), f"make deb does not install {package}"
 
