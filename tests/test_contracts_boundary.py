@@ -69,7 +69,22 @@ def test_the_old_module_names_hand_out_the_shared_objects():
 
 
 def test_the_engine_serves_every_resize_mode_the_format_allows():
-    from device.contracts.manifest import RESIZE_MODES
-    from device.vision.preprocess import RESIZE_MODES as SERVED
+    # The list lives in the manifest model; what must hold is that each mode it admits means
+    # something of its own to the preprocessing (as the engine calls it), not that a mode
+    # added to the format silently acts as another one.
+    import numpy as np
+    from PIL import Image
 
-    assert set(RESIZE_MODES) == set(SERVED)
+    from device.contracts.manifest import RESIZE_MODES
+    from device.vision.preprocess import crop_resize, full_box
+
+    ramp = np.tile(np.linspace(0, 255, 400, dtype=np.uint8), (200, 1))
+    frame = Image.fromarray(np.stack([ramp] * 3, axis=-1))  # 400x200, dark to light
+    target = (100, 100)
+    fed = {
+        mode: crop_resize(
+            frame, full_box(frame.size, mode, target), target, pad=mode == "pad"
+        ).tobytes()
+        for mode in RESIZE_MODES
+    }
+    assert len(set(fed.values())) == len(RESIZE_MODES)

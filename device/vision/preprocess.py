@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from device.contracts.manifest import RESIZE_MODES as RESIZE_MODES  # owned by the manifest
 from device.vision.runtime import TensorSpec
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom in pixels
