@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from device.contracts.calibration import Calibration
 from device.contracts.errors import shown_path
 from device.contracts.mappings import deep_merge
 from device.contracts.pack import DEFAULT_PACK_DIR
@@ -195,7 +196,41 @@ class VisionSection(Section):
     )
     geofence: bool = remote(default=True)
     top_k: int = Field(5, ge=1, le=20)
-    blank_media_policy: Literal["keep", "thumbnail", "delete"] = remote(default="thumbnail")
+    blank_media_policy: Literal["defer", "keep", "thumbnail", "delete"] = remote(
+        default="defer",
+        description="What a blank verdict does to the frames (docs/vision.md); defer destroys"
+        " nothing",
+    )
+    target_recall: float = remote(
+        default=0.98,
+        ge=0.5,
+        le=0.99,
+        description="Share of not-blank events the blank threshold keeps, at 95% confidence;"
+        " picks the calibration table's row (docs/vision.md)",
+    )
+    calibration_file: Path | None = Field(
+        None,
+        description="Deployment calibration (camtrap calibrate --out); overrides the pack's",
+    )
+    calibration: Calibration | None = remote(
+        default=None,
+        description="Deployment calibration table pushed by remote config (the JSON that"
+        " camtrap calibrate writes); overrides calibration_file and the pack's",
+    )
+    sequence_cutoff_s: float = Field(
+        60.0,
+        gt=0,
+        le=86400,
+        description="eval/calibrate --events, import: photos this close in time (EXIF) are"
+        " one event",
+    )
+    info_bar: Literal["none", "band", "auto"] = remote(
+        default="auto", description="The camera's burnt-in data strip: none, band (below), auto"
+    )
+    info_bar_top: float = remote(default=0.0, ge=0, le=0.25, description="band: share of height")
+    info_bar_bottom: float = remote(default=0.0, ge=0, le=0.25, description="band: share of height")
+    site_memory: bool = remote(default=True, description="Remember the empty scene (novelty)")
+    site_memory_size: int = Field(2000, ge=0, le=20000, description="Embeddings remembered")
     tiles: bool = remote(default=True, description="Also classify overlapping tiles")
     tile_fraction: float = remote(default=0.6, gt=0.2, le=1.0, description="tile side / short side")
     tile_overlap: float = remote(default=0.25, ge=0, lt=0.9)

@@ -1,6 +1,8 @@
 """The heartbeat: how the trap is doing, sent every ``telemetry.interval_s`` while online.
 
 Every figure is best effort (a missing thermal zone or an unreadable file leaves it out).
+Among them, the frames held as deferred blanks (``vision.blank_media_policy = "defer"``) and
+their bytes: what the trap keeps in case its blank filter was wrong.
 Device events (disk full, storage trouble) queue here too and go out at the next tick that
 finds the link up; they are operator hints, not captures, so they live in RAM only.
 """
@@ -18,8 +20,14 @@ from typing import Any
 
 from device import __version__
 from device.clock import ClockProbe
-from device.protocol import DeviceEvent, Telemetry
+from device.contracts.protocol import (
+    PROTOCOL_VERSION,
+    TELEMETRY_VERSION,
+    DeviceEvent,
+    Telemetry,
+)
 from device.store.db import Database
+from device.store.media import Media
 from device.store.outbox import Outbox
 from device.uplink.drain import last_sync_at
 from device.uplink.transport import Transport, TransportError
@@ -93,7 +101,7 @@ class Heartbeat:
     def collect(self) -> Telemetry:
         free, total = disk_usage(self.data_dir)
         depth: dict[str, int] = {}
-        queue_bytes = oldest = last_sync = None
+        queue_bytes = oldest = last_sync = deferred_frames = deferred_bytes = None
         db = self.db()
         if db is not None:
             box = Outbox(db)
@@ -101,8 +109,12 @@ class Heartbeat:
             queue_bytes = box.pending_bytes()
             oldest = box.oldest_pending_age_s()
             last_sync = last_sync_at(db)
+            held = Media(db).deferred_blanks()
+            deferred_frames, deferred_bytes = held.frames, held.bytes
         clock = self.clock.state()
         return Telemetry(
+            # v2 carries the deferred-blank figures; without them the heartbeat is plain v1.
+            v=TELEMETRY_VERSION if deferred_bytes is not None else PROTOCOL_VERSION,
             device_id=self.device_id,
             item_id=f"tel:{time.time_ns()}",
             sent_at=datetime.now(UTC),
@@ -120,6 +132,8 @@ class Heartbeat:
             agent_version=__version__,
             last_sync_at=datetime.fromisoformat(last_sync) if last_sync else None,
             disk_full=self.disk_full(),
+            deferred_blank_frames=deferred_frames,
+            deferred_blank_bytes=deferred_bytes,
         )
 
     def report(self, code: str, severity: str, message: str) -> None:

@@ -73,7 +73,7 @@ def stored_counts(ingest: Ingestor) -> tuple[int, int, int]:
         (b"[1, 2, 3]", "malformed"),
         (json.dumps({"type": "telemetry", "deviceID": DEVICE}).encode(), "unsupported_version"),
         (
-            json.dumps({"v": 2, "type": "telemetry", "deviceID": DEVICE}).encode(),
+            json.dumps({"v": 3, "type": "telemetry", "deviceID": DEVICE}).encode(),
             "unsupported_version",
         ),
         (json.dumps({"v": 1, "type": "selfie", "deviceID": DEVICE}).encode(), "unknown_type"),

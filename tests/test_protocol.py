@@ -132,7 +132,8 @@ def _telemetry(**changes):
             json.dumps({"type": "ack", "deviceID": "d", "itemID": "i"}).encode(),
             "unsupported_version",
         ),
-        (_telemetry(v=2), "unsupported_version"),
+        (_telemetry(v=3), "unsupported_version"),
+        (_telemetry(type="ack", v=2), "unsupported_version"),
         (_telemetry(v="1"), "unsupported_version"),
         (_telemetry(v=True), "unsupported_version"),
         (_telemetry(type="firmware"), "unknown_type"),
@@ -149,7 +150,8 @@ def _telemetry(**changes):
         "not-utf8",
         "not-object",
         "no-version",
-        "v2",
+        "v3-telemetry",
+        "v2-ack",
         "v-as-string",
         "v-as-bool",
         "unknown-type",
@@ -326,3 +328,21 @@ def test_acks_for_one_device_pack_into_messages_that_fit_the_limit():
     assert all(len(protocol.encode(m)) <= 4000 for m in packed)
     assert [a for m in packed for a in m.expand()] == acks
     assert protocol.pack_acks(acks[:1], 4000) == acks[:1]  # a lone ack stays an ack
+
+
+def test_telemetry_v2_carries_deferred_blanks_and_v1_stays_as_it_was():
+    v2 = Telemetry(
+        v=protocol.TELEMETRY_VERSION,
+        device_id="trap-01",
+        item_id="t",
+        sent_at=NOW,
+        deferred_blank_frames=3,
+        deferred_blank_bytes=1200,
+    )
+    wire = json.loads(protocol.encode(v2))
+    assert wire["v"] == 2 and wire["deferredBlankBytes"] == 1200
+    assert protocol.decode(protocol.encode(v2)) == v2
+    # A v1 heartbeat with a v2 field is refused: within a version nothing changes.
+    with pytest.raises(ProtocolError) as err:
+        protocol.decode(_telemetry(deferredBlankBytes=5))
+    assert err.value.reason == "invalid_fields"

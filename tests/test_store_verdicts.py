@@ -114,6 +114,48 @@ def test_a_blank_event_under_the_thumbnail_policy_keeps_thumbnails_and_drops_its
     store.close()
 
 
+def test_a_blank_event_under_the_defer_policy_keeps_everything_and_defers_its_frames(tmp_path):
+    store = trap(tmp_path, "defer")
+    [burst] = queue_captures(store, 1, frames=2)
+    before = {f.media_id: (f.path, f.sha256) for f in Media(store.db).for_event(burst.event_id)}
+    verdict = verdict_for(store, burst, "blank")
+    assert store.record_verdict(verdict) == [], "a verdict under defer deletes nothing"
+    for frame in Media(store.db).for_event(burst.event_id):
+        assert frame.state is MediaState.STORED and frame.error is None
+        assert (frame.path, frame.sha256) == before[frame.media_id]
+        assert frame.thumb_path == verdict.thumbnails[frame.media_id].path
+    queued = outbox(store)
+    assert {queued[item(ItemKind.MEDIA, m)] for m in burst.media_ids} == {
+        ("pending", Priority.DEFERRED_BLANK)
+    }
+    assert Outbox(store.db).depth() == {"metadata": 1, "thumbnail": 2, "deferred_blank": 2}
+    assert Events(store.db).get(burst.event_id).blank_score == 0.99  # type: ignore[union-attr]
+    store.close()
+
+
+def test_defer_is_the_shipped_policy(tmp_path):
+    from device.config import Settings
+
+    assert Settings().vision.blank_media_policy == "defer"
+    store = open_store(trap_settings(tmp_path))
+    [burst] = queue_captures(store, 1, frames=1)
+    assert store.record_verdict(verdict_for(store, burst, "blank")) == []
+    assert outbox(store)[item(ItemKind.MEDIA, burst.media_ids[0])][1] == Priority.DEFERRED_BLANK
+    store.close()
+
+
+def test_a_test_capture_judged_blank_is_not_deferred(tmp_path):
+    store = trap(tmp_path, "defer")
+    [burst] = queue_captures(store, 1, frames=1, trigger_source="test")
+    assert store.record_verdict(verdict_for(store, burst, "blank")) == []
+    assert outbox(store)[item(ItemKind.MEDIA, burst.media_ids[0])] == (
+        "pending",
+        Priority.METADATA,
+    )
+    assert Media(store.db).deferred_blanks().frames == 0
+    store.close()
+
+
 def test_a_blank_event_under_the_keep_policy_sends_its_frames_last(tmp_path):
     store = trap(tmp_path, "keep")
     [burst] = queue_captures(store, 1, frames=2)

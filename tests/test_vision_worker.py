@@ -49,7 +49,13 @@ def blank_world(tmp_path, policy: str):
     return trap_settings(
         tmp_path,
         camera={"backend": "replay", "replay_dir": frames},
-        vision={"enabled": True, "blank_media_policy": policy, "tiles": False},
+        # An operator's threshold: the default pack's own table calls nothing blank.
+        vision={
+            "enabled": True,
+            "blank_media_policy": policy,
+            "tiles": False,
+            "blank_threshold": 0.5,
+        },
     )
 
 

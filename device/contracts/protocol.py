@@ -44,6 +44,7 @@ __all__ = [
     "PUBSUB_MAX_ATTRIBUTE_KEY",
     "PUBSUB_MAX_ATTRIBUTE_VALUE",
     "SHA256_RE",
+    "TELEMETRY_VERSION",
     "TOPIC_ROOT",
     "UP_SUFFIXES",
     "UP_SUFFIX_OF",
@@ -97,6 +98,10 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION: Final = 1
+# Message types that also speak a later version (each type's own ``v``): ingest accepts both,
+# devices send the later one once ingest is upgraded (docs/protocol.md, "Versioning rule").
+TELEMETRY_VERSION: Final = 2
+_LATER_VERSIONS: Final = {"telemetry": (1, TELEMETRY_VERSION)}
 TOPIC_ROOT = "camtrap"
 CHUNK_MAGIC = b"CTC1"
 _CHUNK_PREFIX = struct.Struct(">4sH")
@@ -303,6 +308,20 @@ class Telemetry(Envelope):
     agent_version: str | None = Field(None, max_length=64)
     last_sync_at: AwareDatetime | None = None
     disk_full: bool | None = None
+    # v2 (docs/protocol.md, "Versioning rule"): full-resolution frames of blank events held in
+    # doubt (blank_media_policy "defer"): on the card, not in the cloud, the first unsent
+    # frames retention gives up. A v1 heartbeat stays exactly what v1 was: without them.
+    v: Literal[1, 2] = PROTOCOL_VERSION  # type: ignore[assignment]
+    deferred_blank_frames: int | None = Field(None, ge=0)
+    deferred_blank_bytes: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _v1_has_no_v2_fields(self) -> Telemetry:
+        if self.v == 1 and (
+            self.deferred_blank_frames is not None or self.deferred_blank_bytes is not None
+        ):
+            raise ValueError("deferredBlankFrames/deferredBlankBytes need v=2")
+        return self
 
 
 class Status(Envelope):
@@ -419,8 +438,9 @@ class DesiredConfig(Envelope):
 
 
 class Command(Envelope):
-    """One-shot request (``sync-now``, ``capture-test``, ``restart-agent``). Topic
-    ``down/command``, never retained. Unknown names are answered with an error report."""
+    """One-shot request (``sync-now``, ``capture-test``, ``restart-agent``,
+    ``reset-site-memory``). Topic ``down/command``, never retained. Unknown names are answered
+    with an error report."""
 
     type: Literal["command"] = "command"
     command_id: Ident
@@ -487,8 +507,10 @@ def _validate(obj: Any) -> UpMessage | DownMessage:
         raise ProtocolError("malformed", "a message must be a JSON object")
     if "v" not in obj:
         raise ProtocolError("unsupported_version", "no protocol version 'v'")
-    if obj["v"] != PROTOCOL_VERSION or isinstance(obj["v"], bool):
-        raise ProtocolError("unsupported_version", f"v={obj['v']!r}, this side speaks v=1")
+    spoken = _LATER_VERSIONS.get(str(obj.get("type")), (PROTOCOL_VERSION,))
+    if obj["v"] not in spoken or isinstance(obj["v"], bool):
+        versions = " or ".join(f"v={v}" for v in spoken)
+        raise ProtocolError("unsupported_version", f"v={obj['v']!r}, this side speaks {versions}")
     if obj.get("type") not in _TYPES:
         raise ProtocolError("unknown_type", f"type={obj.get('type')!r}")
     try:

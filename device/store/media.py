@@ -13,13 +13,37 @@ from typing import Any
 
 from device.contracts.protocol import CaptureMethod, TriggerSource
 from device.store.db import Source
-from device.store.vocabulary import ItemKind, MediaState
+from device.store.vocabulary import ItemKind, MediaState, OutboxState, Priority
 
 _COLUMNS = (
     "media_id, event_id, seq, captured_at, path, file_mediatype, sha256, size, width, height,"
     " capture_method, trigger_source, clock_source, clock_synced, ir_on, lores_mean, state,"
     " error, recovered, thumb_path, thumb_sha256, thumb_size, uploaded_at, thumb_uploaded_at"
 )
+
+# A frame held as a deferred blank (``vision.blank_media_policy = "defer"``): its event was
+# judged blank, the file is still here, and the cloud does not have it; its upload sits in the
+# deferred class (dead or not: the frame is held all the same). Named parameters: the
+# ``DEFERRED_BLANK_PARAMS`` below. Retention's first unsent step and the reports use it.
+DEFERRED_BLANK_WHERE = (
+    "m.state = :stored AND m.path IS NOT NULL AND m.uploaded_at IS NULL"
+    " AND EXISTS (SELECT 1 FROM outbox o WHERE o.kind = :media_kind AND o.ref_id = m.media_id"
+    " AND o.priority = :deferred AND o.state != :done)"
+)
+DEFERRED_BLANK_PARAMS: dict[str, str | int] = {
+    "stored": MediaState.STORED,
+    "media_kind": ItemKind.MEDIA,
+    "deferred": Priority.DEFERRED_BLANK,
+    "done": OutboxState.DONE,
+}
+
+
+@dataclass(frozen=True)
+class HeldFrames:
+    """How many frames a report counts, and their bytes on the card."""
+
+    frames: int
+    bytes: int
 
 
 @dataclass(frozen=True)
@@ -130,6 +154,16 @@ class Media:
                 (MediaState.STORED,),
             ).fetchone()
         return int(full) + int(thumbs)
+
+    def deferred_blanks(self) -> HeldFrames:
+        """Full-resolution frames held as deferred blanks (see ``DEFERRED_BLANK_WHERE``)."""
+        with self.source.read() as conn:
+            frames, size = conn.execute(
+                f"SELECT COUNT(*), COALESCE(SUM(m.size), 0) FROM media m"
+                f" WHERE {DEFERRED_BLANK_WHERE}",
+                DEFERRED_BLANK_PARAMS,
+            ).fetchone()
+        return HeldFrames(int(frames), int(size))
 
     def stored_bytes_of(self, media_ids: list[str]) -> int:
         """Bytes of those frames that are stored (primary-key lookups, not a scan)."""

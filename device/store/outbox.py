@@ -14,7 +14,9 @@ question "was this uploaded?" reads those, so done rows can be pruned after
 ``storage.outbox_done_retention_days`` without losing a fact.
 
 Priority classes (lower goes first): event metadata, thumbnails, full-resolution animal
-media, then blank media.
+media, blank media kept by ``keep``, then the frames of blank events held by ``defer``. A
+claim can be capped at a priority (``max_priority``): the sync policy caps it on a metered
+link so deferred blanks never go over one.
 """
 
 from __future__ import annotations
@@ -154,26 +156,37 @@ class Outbox:
             ).rowcount
 
     def claim(
-        self, limit: int, kinds: Iterable[str] | None = None, now: float | None = None
+        self,
+        limit: int,
+        kinds: Iterable[str] | None = None,
+        now: float | None = None,
+        *,
+        max_priority: int | None = None,
     ) -> list[OutboxItem]:
         """The next ``limit`` items due, most valuable first; they become ``inflight``.
 
         Pending and waiting items compete by priority and age alike. Each state is read in
         index order (``outbox_claim``) up to ``limit`` rows, so a claim costs the same with
-        a hundred or a hundred thousand items queued.
+        a hundred or a hundred thousand items queued. Items of a priority above
+        ``max_priority`` (None: no cap) are left queued.
         """
         now = self.clock() if now is None else now
         kinds = tuple(ItemKind(k) for k in kinds) if kinds is not None else None
         where = "state = ? AND next_attempt_at <= ?"
+        params: list[object] = []
         if kinds is not None:
             where += f" AND kind IN ({_marks(kinds)})"
+            params += kinds
+        if max_priority is not None:
+            where += " AND priority <= ?"
+            params.append(max_priority)
         with self.db.write() as conn:
             rows: list[sqlite3.Row] = []
             for state in CLAIMABLE_STATES:
                 rows += conn.execute(
                     f"SELECT {_ITEM_COLUMNS}, created_at FROM outbox INDEXED BY outbox_claim"
                     f" WHERE {where} ORDER BY state, priority, created_at LIMIT ?",
-                    (state, now, *(kinds or ()), limit),
+                    (state, now, *params, limit),
                 ).fetchall()
             rows.sort(key=lambda r: (r["priority"], r["created_at"]))
             rows = rows[:limit]
@@ -320,15 +333,18 @@ class Outbox:
                     )
         return out
 
-    def next_sendable_at(self, kinds: Iterable[str]) -> float | None:
-        """When the next queued item of ``kinds`` that the drain alone can send is due (unix
-        time), or None if there is none.
+    def next_sendable_at(
+        self, kinds: Iterable[str], *, max_priority: int | None = None
+    ) -> float | None:
+        """When the next queued item of ``kinds`` (at most ``max_priority``, as ``claim``
+        takes it) that the drain alone can send is due (unix time), or None if there is none.
 
         Metadata waiting for classification, and the files of such an event, are not counted:
         only the agent classifies, so a ``camtrap sync`` without one must not wait for them.
         """
         kinds = tuple(ItemKind(k) for k in kinds)
         sendable = (OutboxState.PENDING, OutboxState.WAITING_METADATA)
+        capped = "" if max_priority is None else " AND o.priority <= ?"
         with self.db.read() as conn:
             row = conn.execute(
                 "SELECT MIN(o.next_attempt_at) FROM outbox o"
@@ -336,6 +352,7 @@ class Outbox:
                 " LEFT JOIN events e ON e.event_id = m.event_id"
                 " LEFT JOIN outbox mo ON mo.kind = ? AND mo.ref_id = m.event_id"
                 f" WHERE o.state IN ({_marks(sendable)}) AND o.kind IN ({_marks(kinds)})"
+                f"{capped}"
                 " AND (o.kind = ? OR e.uploaded_at IS NOT NULL"
                 "      OR (mo.item_id IS NOT NULL AND mo.state != ?))",
                 (
@@ -343,6 +360,7 @@ class Outbox:
                     ItemKind.METADATA,
                     *sendable,
                     *kinds,
+                    *(() if max_priority is None else (max_priority,)),
                     ItemKind.METADATA,
                     OutboxState.WAITING_CLASSIFICATION,
                 ),
@@ -352,17 +370,25 @@ class Outbox:
     # -- reporting -------------------------------------------------------------------------
 
     def depth(self) -> dict[str, int]:
-        """Queued items per class: metadata, thumbnail, media, blank_media.
+        """Queued items per class: metadata, thumbnail, media, blank_media, deferred_blank.
 
         By kind, not by priority: a test capture's media travel at the metadata priority but
-        are still media.
+        are still media. Media of blank events are told apart by the class their policy gave
+        them (``keep``: blank_media, ``defer``: deferred_blank).
         """
         with self.db.read() as conn:
             rows = conn.execute(
-                "SELECT CASE WHEN kind = ? AND priority = ? THEN 'blank_media' ELSE kind"
+                "SELECT CASE WHEN kind = ? AND priority = ? THEN 'blank_media'"
+                " WHEN kind = ? AND priority = ? THEN 'deferred_blank' ELSE kind"
                 f" END AS class, COUNT(*) FROM outbox WHERE state IN ({_marks(QUEUED_STATES)})"
                 " GROUP BY class",
-                (ItemKind.MEDIA, Priority.BLANK_MEDIA, *QUEUED_STATES),
+                (
+                    ItemKind.MEDIA,
+                    Priority.BLANK_MEDIA,
+                    ItemKind.MEDIA,
+                    Priority.DEFERRED_BLANK,
+                    *QUEUED_STATES,
+                ),
             ).fetchall()
         return {name: n for name, n in rows}
 
@@ -425,11 +451,14 @@ class Outbox:
 
 
 def reprioritise(conn: sqlite3.Connection, kind: ItemKind, ref_id: str, priority: int) -> None:
-    """A queued, not yet claimed item moves to another priority class."""
+    """A queued item moves to another priority class.
+
+    In flight included: a frame claimed a moment before its verdict is only being turned
+    back by the metadata gate (its event's metadata waits for that verdict), and the drain
+    never writes a priority back, so it returns to the queue in its new class."""
     conn.execute(
-        "UPDATE outbox SET priority = ? WHERE item_id = ?"
-        f" AND state IN ({_marks(CLAIMABLE_STATES)})",
-        (priority, item_id_for(kind, ref_id), *CLAIMABLE_STATES),
+        f"UPDATE outbox SET priority = ? WHERE item_id = ? AND state IN ({_marks(QUEUED_STATES)})",
+        (priority, item_id_for(kind, ref_id), *QUEUED_STATES),
     )
 
 

@@ -1,19 +1,29 @@
 """Retention: keep the card from filling, evicting the least valuable files first.
 
 Limits: ``storage.media_quota_bytes`` (bytes of media and thumbnails kept; 0 = none) and
-``storage.min_free_bytes`` (free space left on the file system). When either is exceeded,
-files go in this order, oldest first within each step:
+``storage.min_free_bytes`` (free space left on the file system). Nothing is evicted while both
+hold; when either is exceeded, files go in this order, each step only while a limit still
+needs room:
 
-1. media already uploaded (full-resolution files, then thumbnails, that ingest acknowledged:
-   ``uploaded_at`` / ``thumb_uploaded_at`` on the media row);
-2. thumbnails of blank events;
-3. full-resolution media of low-confidence events (blank, unknown, or a top probability below
-   ``storage.evict_below_confidence``) that were not uploaded.
+1. media already uploaded: full-resolution files, then thumbnails, that ingest acknowledged
+   (``uploaded_at`` / ``thumb_uploaded_at`` on the media row), oldest first. They go before
+   anything the cloud lacks because deleting them loses nothing: the cloud holds the bytes;
+2. deferred blanks (``vision.blank_media_policy = "defer"``): full-resolution frames of events
+   judged blank, not yet in the cloud, **most confidently blank first** (the event's
+   ``blank_score``, highest first; ties oldest first). They are the frames least likely to
+   hold an animal, so they are the first unsent frames to go; until a limit needs the room
+   they stay whole, because the filter misses animals;
+3. thumbnails of blank events, oldest first (once a deferred frame went, its thumbnail is the
+   last picture of the event, and the one a metered link may still carry: so after step 2);
+4. full-resolution media of low-confidence events (blank, unknown, or a top probability below
+   ``storage.evict_below_confidence``) that were not uploaded, oldest first: blanks kept by
+   ``keep``, and events the classifier is unsure of.
 
-Metadata rows are never evicted, nor media of confident animal events. An evicted file keeps
-its row (``state='evicted'`` and the reason; a thumbnail loses its path) and an unsent upload
-for it is marked dead with the same reason. If nothing evictable is left and the limit still
-holds, the trap reports ``disk_full`` and keeps capturing (the store spools to RAM on ENOSPC).
+Metadata rows are never evicted, nor media of confident animal events, nor frames of events
+not classified yet. An evicted file keeps its row (``state='evicted'`` and the reason, e.g.
+``retention: deferred blank``; a thumbnail loses its path) and an unsent upload for it is
+marked dead with the same reason. If nothing evictable is left and the limit still holds, the
+trap reports ``disk_full`` and keeps capturing (the store spools to RAM on ENOSPC).
 
 The byte total is kept running (added per commit, re-read from SQL now and then to catch
 thumbnails and deletions made by the vision worker), so a check costs a statvfs, not a walk.
@@ -36,7 +46,7 @@ from dataclasses import dataclass, field
 from device.config import Settings
 from device.store import media, outbox
 from device.store.db import Database
-from device.store.media import Media
+from device.store.media import DEFERRED_BLANK_PARAMS, DEFERRED_BLANK_WHERE, Media
 from device.store.outbox import Outbox
 from device.store.vocabulary import ItemKind, MediaState
 
@@ -81,6 +91,14 @@ _STEPS: list[tuple[str, bool, str]] = [
         "SELECT m.media_id, m.thumb_path, COALESCE(m.thumb_size, 0) FROM media m"
         " WHERE m.thumb_path IS NOT NULL AND m.thumb_uploaded_at IS NOT NULL"
         " ORDER BY m.captured_at LIMIT :batch",
+    ),
+    (
+        "deferred blank",
+        False,
+        "SELECT m.media_id, m.path, COALESCE(m.size, 0) FROM media m"
+        " JOIN events e ON e.event_id = m.event_id"
+        f" WHERE {DEFERRED_BLANK_WHERE}"
+        " ORDER BY e.blank_score IS NULL, e.blank_score DESC, m.captured_at LIMIT :batch",
     ),
     (
         "blank thumbnail",
@@ -151,11 +169,16 @@ class Retention:
             return None
         return st.f_bavail * st.f_frsize
 
-    def over_limit(self) -> bool:
-        if self.quota and self.media_bytes > self.quota:
-            return True
+    def room_needed(self) -> int:
+        """Bytes to free before both limits hold again (0: nothing is to be evicted)."""
+        need = self.media_bytes - self.quota if self.quota else 0
         free = self.free_bytes()
-        return free is not None and free < self.min_free
+        if free is not None:
+            need = max(need, self.min_free - free)
+        return max(0, need)
+
+    def over_limit(self) -> bool:
+        return self.room_needed() > 0
 
     # -- enforcing -------------------------------------------------------------------------
 
@@ -186,7 +209,7 @@ class Retention:
             self.prune_outbox()
         for name, thumbnail, sql in _STEPS:
             while self.over_limit():
-                batch = self._candidates(db, sql, thumbnail, name)
+                batch = _enough(self._candidates(db, sql, thumbnail, name), self.room_needed())
                 if not batch:
                     break
                 self._evict(db, batch)
@@ -206,7 +229,12 @@ class Retention:
 
     def _candidates(self, db: Database, sql: str, thumbnail: bool, name: str) -> list[Eviction]:
         with db.read() as conn:
-            params = {"stored": MediaState.STORED, "threshold": self.threshold, "batch": BATCH}
+            params = {
+                **DEFERRED_BLANK_PARAMS,
+                "stored": MediaState.STORED,
+                "threshold": self.threshold,
+                "batch": BATCH,
+            }
             rows = conn.execute(sql, params).fetchall()
         return [Eviction(r[0], r[1], int(r[2]), thumbnail, f"retention: {name}") for r in rows]
 
@@ -236,6 +264,18 @@ class Retention:
         (log.error if full else log.warning)(message)
         if self.on_disk_full is not None:
             self.on_disk_full(full, message)
+
+
+def _enough(candidates: list[Eviction], need: int) -> list[Eviction]:
+    """The leading candidates that free ``need`` bytes (all of them if they cannot): a file
+    is evicted only because the limit needs its room, never because it shared a batch."""
+    taken, freed = [], 0
+    for ev in candidates:
+        if freed >= need:
+            break
+        taken.append(ev)
+        freed += ev.size
+    return taken
 
 
 def _record_eviction(conn: sqlite3.Connection, ev: Eviction) -> None:

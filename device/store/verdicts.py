@@ -6,12 +6,23 @@ frames kept and the uploads owed. ``record_verdict`` writes, atomically:
 - the observations;
 - the thumbnails written for the event (their rows and outbox items), unless the policy
   deletes them;
-- the blank-media policy (``vision.blank_media_policy``) for a blank event: ``keep`` sends its
-  frames last, ``thumbnail`` (the default) evicts the frames and keeps the thumbnails,
-  ``delete`` evicts both; evicted frames drop their unsent uploads. The metadata row always
-  stays. A test capture (``trigger_source = 'test'``) was asked for by a person: its frames
-  are kept, at their priority, whatever they show;
-- the event's state (``classified``) and blank score.
+- the blank-media policy (``vision.blank_media_policy``) for a blank event:
+
+  - ``defer`` (the default) deletes nothing: the frames keep their full resolution and their
+    thumbnails, and their uploads move to ``Priority.DEFERRED_BLANK``, which goes after
+    everything else and never over a metered link. Retention evicts them first among the
+    frames not yet in the cloud, and only when a limit needs the room (``retention``). The
+    filter misses animals; a verdict alone must not destroy the frame one is in;
+  - ``keep`` keeps the frames and sends them last (``Priority.BLANK_MEDIA``), over any link the
+    metered policy allows;
+  - ``thumbnail`` evicts the frames and keeps the thumbnails, ``delete`` evicts both: they
+    destroy, at once, every frame a wrong verdict holds an animal in. Evicted frames drop
+    their unsent uploads.
+
+  The metadata row always stays. A test capture (``trigger_source = 'test'``) was asked for by
+  a person: its frames are kept, at their priority, whatever they show;
+- the event's state (``classified``) and blank score (retention's order among deferred
+  blanks: most confidently blank first).
 
 It returns the files to delete, which the caller deletes only after the commit: deleting
 first could lose a frame whose row still says it exists.
@@ -38,6 +49,13 @@ from device.store.vocabulary import (
 )
 
 TEST_TRIGGER = "test"
+# The policies that delete a blank event's frames when its verdict is recorded.
+_DESTROYS = (BlankMediaPolicy.THUMBNAIL, BlankMediaPolicy.DELETE)
+# Where the uploads of a blank event's frames go under the policies that keep them.
+_LAST = {
+    BlankMediaPolicy.DEFER: Priority.DEFERRED_BLANK,
+    BlankMediaPolicy.KEEP: Priority.BLANK_MEDIA,
+}
 
 
 @dataclass(frozen=True)
@@ -96,16 +114,16 @@ def record_verdict(
                     conn, ItemKind.THUMBNAIL, media_id, Priority.THUMBNAIL, thumb.size
                 )
         for frame in media.for_event(conn, verdict.event_id):
-            if frame.state is not MediaState.STORED or not frame.path:
+            if frame.state is not MediaState.STORED or not frame.path or not verdict.blank:
                 continue
-            if verdict.blank and policy is not BlankMediaPolicy.KEEP:
+            if policy in _DESTROYS:
                 media.mark_evicted(
                     conn, frame.media_id, f"blank event: blank_media_policy={policy}"
                 )
                 outbox.drop_unsent(conn, ItemKind.MEDIA, frame.media_id)
                 removed.append(data_dir / frame.path)
-            elif verdict.blank and not keep_all:
-                outbox.reprioritise(conn, ItemKind.MEDIA, frame.media_id, Priority.BLANK_MEDIA)
+            elif not keep_all:
+                outbox.reprioritise(conn, ItemKind.MEDIA, frame.media_id, _LAST[policy])
         if drop_thumbnails:
             removed += [data_dir / thumb.path for thumb in verdict.thumbnails.values()]
         events.mark_classified(conn, verdict.event_id, verdict.blank_score)

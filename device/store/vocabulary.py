@@ -68,6 +68,9 @@ class Priority(IntEnum):
     THUMBNAIL = 1
     MEDIA = 2  # full-resolution frames of non-blank events
     BLANK_MEDIA = 3  # full-resolution frames of blank events (policy ``keep``)
+    # Full-resolution frames of blank events held in doubt (policy ``defer``): sent after
+    # everything else, never on a metered link, and the first unsent frames retention evicts.
+    DEFERRED_BLANK = 4
 
 
 # The same classes by name, as reports (queue depth) and older callers use them.
@@ -88,8 +91,13 @@ class MediaState(StrEnum):
 
 
 class BlankMediaPolicy(StrEnum):
-    """``vision.blank_media_policy``: what happens to the frames of a blank event."""
+    """``vision.blank_media_policy``: what happens to the frames of a blank event.
 
-    KEEP = "keep"  # kept, uploaded last
+    Only ``defer`` (the default) survives a wrong verdict whole: the blank filter misses
+    animals (backlit, small, night), and ``thumbnail`` and ``delete`` destroy the frames such an
+    animal is in the moment the verdict is recorded."""
+
+    DEFER = "defer"  # kept whole, sent last and never on a metered link, evicted first
+    KEEP = "keep"  # kept, uploaded last like any media (the metered policy applies)
     THUMBNAIL = "thumbnail"  # reduced to its thumbnail
     DELETE = "delete"  # frames and thumbnails removed; the metadata row stays

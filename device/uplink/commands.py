@@ -174,7 +174,9 @@ def _due_soon(box: Outbox, drain: Drain, deadline: float) -> bool:
     Metadata of events still waiting for classification (and the files behind it) never
     becomes sendable in this process: only the agent classifies. Those do not keep us here.
     """
-    due_at = box.next_sendable_at(drain.policy.kinds(drain.probe.link_type()))
+    # Deferred blanks are never sendable on a metered link: they must not keep us waiting.
+    allowed = drain.policy.allowance(drain.probe.link_type())
+    due_at = box.next_sendable_at(allowed.kinds, max_priority=allowed.max_priority)
     if due_at is None:
         return False
     return due_at - time.time() < deadline - time.monotonic()

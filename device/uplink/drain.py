@@ -2,7 +2,8 @@
 
 One thread owns the whole exchange, so no lock guards the window:
 
-1. **claim** due items (most valuable first) the sync policy allows on this link;
+1. **claim** due items (most valuable first) the sync policy allows on this link (kinds, and
+   on a metered link no deferred blanks: ``SyncPolicy.allowance``);
 2. **build** messages: metadata from the database (only for classified events), media and
    thumbnails cut with ``protocol.split_media`` at the link's payload limit, resuming after the
    chunks ingest already acknowledged. A thumbnail or media item waits until its event's
@@ -219,8 +220,8 @@ class Drain:
             return  # claim in batches: each claim is a write transaction
         if self._unacked_bytes >= self.window_bytes:
             return
-        kinds = self.policy.kinds(self.probe.link_type())
-        items = self.outbox.claim(room, kinds=kinds)
+        allowed = self.policy.allowance(self.probe.link_type())
+        items = self.outbox.claim(room, kinds=allowed.kinds, max_priority=allowed.max_priority)
         self._nothing_claimed = not items
         if not items:
             self._claim_after = self.clock.monotonic() + IDLE_POLL_S

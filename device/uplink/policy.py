@@ -4,17 +4,24 @@ Metadata always may: it is small and it is what the cloud needs first. On a mete
 ``uplink.metered_policy`` decides (metadata only by default); on Wi-Fi everything goes. Once
 ``uplink.daily_byte_budget`` bytes were sent today (UTC), only metadata goes until tomorrow.
 The day's count lives in the store's ``kv`` table so a restart does not reset it.
+
+Frames of blank events held by ``vision.blank_media_policy = "defer"`` (``Priority.
+DEFERRED_BLANK``) never go over a metered link, whatever ``metered_policy`` says: they are
+kept in case the filter was wrong, not because anyone wants to pay to send them. On Wi-Fi they
+go last. ``camtrap sync --all`` (``override_all``) is a technician's decision and sends them
+too.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from device.store.db import Source
 from device.store.kv import KeyValues
-from device.store.vocabulary import ItemKind
+from device.store.vocabulary import ItemKind, Priority
 
 ALL_KINDS = (ItemKind.METADATA, ItemKind.THUMBNAIL, ItemKind.MEDIA)
 _METERED = {
@@ -24,6 +31,19 @@ _METERED = {
 }
 KV_DAY = "uplink.budget_day"
 KV_BYTES = "uplink.budget_bytes"
+# The last priority a metered link may carry: everything before the deferred blanks.
+METERED_MAX_PRIORITY = Priority.DEFERRED_BLANK - 1
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """What a claim may take on the link there is now."""
+
+    kinds: tuple[ItemKind, ...]
+    max_priority: int | None  # None: every priority class
+
+
+EVERYTHING = Allowance(ALL_KINDS, None)
 
 
 class SyncPolicy:
@@ -48,15 +68,20 @@ class SyncPolicy:
         saved = self.kv.get_many([KV_DAY, KV_BYTES])
         return saved.get(KV_DAY, self._today()), int(saved.get(KV_BYTES, 0))
 
-    def kinds(self, link_type: str) -> tuple[ItemKind, ...]:
+    def allowance(self, link_type: str) -> Allowance:
+        """The kinds and priority classes a claim may take now over ``link_type``."""
         if self.override_all:
-            return ALL_KINDS
+            return EVERYTHING
         self._roll_day()
         if self.daily_byte_budget and self._sent >= self.daily_byte_budget:
-            return (ItemKind.METADATA,)
+            return Allowance((ItemKind.METADATA,), None)
         if link_type == "metered":
-            return _METERED[self.metered_policy]
-        return ALL_KINDS
+            return Allowance(_METERED[self.metered_policy], METERED_MAX_PRIORITY)
+        return EVERYTHING
+
+    def kinds(self, link_type: str) -> tuple[ItemKind, ...]:
+        """The kinds alone (``allowance`` also caps the priority on a metered link)."""
+        return self.allowance(link_type).kinds
 
     def sent(self, nbytes: int) -> None:
         self._roll_day()

@@ -287,7 +287,8 @@ def bench_backlog() -> None:
     frames = defaults.capture.burst_frames
     blank_share = 0.7  # assumed: field studies commonly report most triggers are empty
     full, thumb = float(np.mean(fulls)), float(np.mean(thumbs))
-    policy = defaults.vision.blank_media_policy  # "thumbnail": blank frames keep a thumbnail
+    # "defer" (the default) and "keep" hold every blank frame in full; "thumbnail" only a thumbnail.
+    policy = defaults.vision.blank_media_policy
     blank_frame = thumb if policy == "thumbnail" else (0 if policy == "delete" else full + thumb)
     per_capture = frames * ((1 - blank_share) * (full + thumb) + blank_share * blank_frame)
     per_capture += db_per_event

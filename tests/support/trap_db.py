@@ -96,9 +96,14 @@ def classify(
     kind: str = "animal",
     probability: float = 0.9,
     thumbnail: bytes | None = None,
-) -> None:
+    blank_score: float | None = None,
+    delete_removed: bool = True,
+) -> list[Path]:
     """What the vision worker records for an event, with a thumbnail per stored frame (its
-    bytes ``thumbnail``, or a small noise JPEG); files the policy removes are deleted."""
+    bytes ``thumbnail``, or a small noise JPEG); the files the policy removes are returned,
+    and deleted unless ``delete_removed`` is false. ``blank_score`` defaults to 0.99 for a
+    blank and 0.01 otherwise; a blank's classification probability is its blank score."""
+    score = blank_score if blank_score is not None else (0.99 if kind == "blank" else 0.01)
     todo = store.event_to_classify(burst.event_id)
     assert todo is not None, f"event {burst.event_id} is not waiting for classification"
     row = ObservationRow(
@@ -109,8 +114,8 @@ def classify(
         taxon_level="species" if kind == "animal" else None,
         taxonomy=None,
         count=1 if kind == "animal" else None,
-        classification_probability=probability,
-        blank_score=0.99 if kind == "blank" else 0.01,
+        classification_probability=score if kind == "blank" else probability,
+        blank_score=score,
         classified_by="test-model@1",
         details={"test": True},
     )
@@ -131,8 +136,10 @@ def classify(
             classified_at=T0,
         )
     )
-    for path in removed:
-        path.unlink(missing_ok=True)
+    if delete_removed:
+        for path in removed:
+            path.unlink(missing_ok=True)
+    return removed
 
 
 def open_store(settings: Settings) -> MediaStore:
