@@ -22,6 +22,10 @@ MODELS = ROOT / "device" / "models"
 PACK = MODELS / "efficientnet-lite0-imagenet"
 TEST_MODELS = ROOT / "tests" / "data" / "models"
 KINDS = {"animal", "human", "vehicle", "object"}
+# The committed model, pinned: a rebuild (device/models/build_default_pack.py) that changes
+# a byte of it must change this constant too, on purpose.
+MODEL_SHA256 = "dd72c5254a80b66047a6adb3c438fc4a1977b2d44dd455e00370c58396b983eb"
+EMBEDDING_SIZE = 1280
 
 
 def sha256(path: Path) -> str:
@@ -53,6 +57,12 @@ def taxonomy() -> list[dict]:
     return json.loads((PACK / "taxonomy.json").read_text(encoding="utf-8"))
 
 
+def output(interpreter, width: int) -> dict:
+    """The output of this width: by shape, as the runtime finds it, never by order."""
+    (found,) = [d for d in interpreter.get_output_details() if d["shape"][-1] == width]
+    return found
+
+
 def load_pack_metadata():
     # device/models holds dev-time scripts, not an importable package: load by path.
     spec = importlib.util.spec_from_file_location("pack_metadata", MODELS / "pack_metadata.py")
@@ -76,6 +86,22 @@ def test_model_sha256_equals_manifest_and_build_record(manifest):
     assert record["artifacts"]["model.tflite"]["sha256"] == actual
 
 
+def test_model_sha256_is_the_pinned_one(manifest):
+    assert sha256(PACK / "model.tflite") == MODEL_SHA256
+    assert manifest["files"]["model.tflite"]["sha256"] == MODEL_SHA256
+
+
+def test_build_record_says_two_builds_gave_the_same_model():
+    record = json.loads((MODELS / "build_record.json").read_text(encoding="utf-8"))
+    assert record["reproducibility"] == {
+        "previous_model_sha256": MODEL_SHA256,
+        "identical_to_previous_build": True,
+    }
+    # The embedding output was checked not to change a single score.
+    unchanged = record["scores_vs_probabilities_only_model"]
+    assert unchanged["images"] > 0 and unchanged["byte_identical_scores"] == unchanged["images"]
+
+
 def test_manifest_lists_every_file_with_its_hash_and_size(manifest):
     on_disk = {
         str(p.relative_to(PACK))
@@ -88,13 +114,60 @@ def test_manifest_lists_every_file_with_its_hash_and_size(manifest):
         assert entry == {"sha256": sha256(path), "size": path.stat().st_size}, name
 
 
-def test_model_takes_uint8_image_and_gives_uint8_scores(interpreter, manifest):
+def test_model_takes_uint8_image_and_gives_uint8_scores_and_embedding(interpreter, manifest):
     (inp,) = interpreter.get_input_details()
-    (out,) = interpreter.get_output_details()
+    assert len(interpreter.get_output_details()) == 2
+    out, emb = output(interpreter, 1000), output(interpreter, EMBEDDING_SIZE)
     assert inp["dtype"] == np.uint8 and list(inp["shape"]) == [1, 224, 224, 3]
     assert out["dtype"] == np.uint8 and list(out["shape"]) == [1, 1000]
+    assert emb["dtype"] == np.uint8 and list(emb["shape"]) == [1, EMBEDDING_SIZE]
+    assert emb["quantization"][0] > 0  # quantised like the scores
     size = manifest["model"]["input"]
     assert [size["height"], size["width"], size["channels"]] == list(inp["shape"][1:])
+    assert manifest["model"]["embedding"]["size"] == EMBEDDING_SIZE
+
+
+def test_the_runtime_serves_scores_and_embedding_from_the_pack(labels):
+    from device.vision.pack import load_pack
+    from device.vision.runtime import Model
+
+    model = Model.for_pack(load_pack(PACK))
+    assert model.embedding_size == EMBEDDING_SIZE and model.num_classes == 1000
+    pixels = np.asarray(_pixels(PACK / "golden" / "coffee.jpg", 224), np.uint8)[None]
+    scores, embedding = model.run_with_embedding(pixels)
+    # The scores, not the embedding: probabilities, espresso first (uint8 steps of 1/256
+    # round the many tiny ones to 0, so the sum falls short of 1).
+    assert labels[int(np.argmax(scores))][1] == "espresso"
+    assert 0.5 < float(scores.sum()) <= 1.0 + 1e-6
+    assert embedding is not None and embedding.shape == (EMBEDDING_SIZE,)
+    assert (embedding >= 0).all() and (embedding <= 6.0 + 0.05).all()  # means of ReLU6
+
+
+def _embedding(model, image: Image.Image) -> np.ndarray:
+    pixels = np.asarray(
+        image.convert("RGB").resize((224, 224), Image.Resampling.BILINEAR), np.uint8
+    )
+    _, embedding = model.run_with_embedding(pixels[None])
+    assert embedding is not None
+    return embedding / np.linalg.norm(embedding)
+
+
+def test_an_image_embeds_nearer_a_shifted_crop_of_itself_than_other_images(manifest):
+    # What the site memory relies on: the same scene, framed a little differently, is near;
+    # a different scene is far.
+    from device.vision.pack import load_pack
+    from device.vision.runtime import Model
+
+    model = Model.for_pack(load_pack(PACK))
+    images = [Image.open(PACK / g["file"]) for g in manifest["golden"]]
+    for i, image in enumerate(images):
+        w, h = image.size
+        s = min(w, h)
+        a = _embedding(model, image.crop((0, 0, s, s)))
+        shifted = image.crop((w - s, h - s, w, h)).crop((8, 8, s - 8, s - 8))
+        near = float(a @ _embedding(model, shifted))
+        others = [float(a @ _embedding(model, o)) for j, o in enumerate(images) if j != i]
+        assert near > max(others), (manifest["golden"][i]["file"], near, others)
 
 
 def test_input_quantisation_lets_raw_pixels_feed_directly(interpreter, manifest):
@@ -107,8 +180,7 @@ def test_input_quantisation_lets_raw_pixels_feed_directly(interpreter, manifest)
 
 
 def test_labels_file_has_one_line_per_output(interpreter, labels):
-    outputs = int(interpreter.get_output_details()[0]["shape"][-1])
-    assert len(labels) == outputs
+    assert len(labels) == 1000 == int(output(interpreter, 1000)["shape"][-1])
     assert all(len(row) == 2 and re.fullmatch(r"n\d{8}", row[0]) for row in labels)
     names = [name.lower() for _, name in labels]
     assert len(set(names)) == len(names), "label names must be unique"
@@ -186,7 +258,7 @@ def test_golden_image_gives_its_expected_top_labels(index, manifest, interpreter
         pytest.skip(f"pack has {len(golden)} golden images")
     entry = golden[index]
     inp = interpreter.get_input_details()[0]
-    out = interpreter.get_output_details()[0]
+    out = output(interpreter, 1000)
     pre = manifest["model"]["preprocess"]
     x = (_pixels(PACK / entry["file"], 224) - pre["mean"]) / pre["std"]
     scale, zero = inp["quantization"]
@@ -206,15 +278,18 @@ def test_golden_images_are_small_jpegs(manifest):
 
 
 @pytest.mark.parametrize(
-    ("name", "dtype"),
+    ("name", "dtype", "output_shapes"),
     [
-        ("tiny_float32.tflite", np.float32),
-        ("tiny_uint8.tflite", np.uint8),
-        ("tiny_int8.tflite", np.int8),
-        ("tiny_int16_input.tflite", np.int16),
+        ("tiny_float32.tflite", np.float32, [[1, 4]]),
+        ("tiny_uint8.tflite", np.uint8, [[1, 4]]),
+        ("tiny_int8.tflite", np.int8, [[1, 4]]),
+        ("tiny_int16_input.tflite", np.int16, [[1, 4]]),
+        ("tiny_embedding_q.tflite", np.uint8, [[1, 4], [1, 8]]),
+        ("tiny_embedding_fp.tflite", np.float32, [[1, 4], [1, 8]]),
+        ("tiny_embedding_same_size.tflite", np.uint8, [[1, 4], [1, 4]]),
     ],
 )
-def test_tiny_test_models_have_their_documented_input_type(name, dtype):
+def test_tiny_test_models_have_their_documented_tensors(name, dtype, output_shapes):
     from ai_edge_litert.interpreter import Interpreter
 
     path = TEST_MODELS / name
@@ -222,6 +297,6 @@ def test_tiny_test_models_have_their_documented_input_type(name, dtype):
     interp = Interpreter(model_path=str(path))
     interp.allocate_tensors()
     (inp,) = interp.get_input_details()
-    (out,) = interp.get_output_details()
     assert inp["dtype"] == dtype and list(inp["shape"]) == [1, 32, 32, 3]
-    assert list(out["shape"]) == [1, 4]
+    shapes = sorted(list(map(int, d["shape"])) for d in interp.get_output_details())
+    assert shapes == output_shapes

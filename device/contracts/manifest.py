@@ -42,6 +42,7 @@ __all__ = [
     "MANIFEST_FILES",
     "MODEL_OUTPUTS",
     "RESIZE_MODES",
+    "EmbeddingSpec",
     "FileEntry",
     "FileRef",
     "GoldenSpec",
@@ -160,9 +161,19 @@ class Preprocess(_Part):
     std: Triple = (127.5, 127.5, 127.5)
 
 
+class EmbeddingSpec(_Part):
+    """A model's second output: a feature vector of ``size`` values (``[1, size]``) beside the
+    scores. TFLite's output order is not a contract, so the runtime finds the embedding by
+    this size, or by ``tensor`` (the output tensor's name) when both outputs have one size."""
+
+    size: int = Field(ge=1)
+    tensor: str | None = Field(None, min_length=1)
+
+
 class ModelSpec(FileRef):
     preprocess: Preprocess = Preprocess()
     output: ModelOutput = "probabilities"
+    embedding: EmbeddingSpec | None = None
 
 
 class LabelsSpec(FileRef):
@@ -181,7 +192,14 @@ class Signature(_Part):
 
 
 # Optional keys whose empty value ("", {}, []) has always meant "absent".
-_EMPTY_MEANS_ABSENT = ("min_agent_version", "expires", "taxonomy", "geofence", "golden")
+_EMPTY_MEANS_ABSENT = (
+    "min_agent_version",
+    "expires",
+    "taxonomy",
+    "geofence",
+    "calibration",
+    "golden",
+)
 
 
 class Manifest(_Part):
@@ -195,6 +213,8 @@ class Manifest(_Part):
     labels: LabelsSpec
     taxonomy: FileRef | None = None
     geofence: FileRef | None = None
+    # The blank-threshold table (device.contracts.calibration), measured on a named set.
+    calibration: FileRef | None = None
     thresholds: dict[str, float] = Field(default_factory=dict)
     golden: list[GoldenSpec] = Field(default_factory=list)
     files: dict[SafeName, FileEntry]
@@ -250,8 +270,14 @@ class Manifest(_Part):
     @property
     def referenced_files(self) -> list[str]:
         """Every file the manifest uses besides listing it: model, labels, taxonomy, geofence,
-        golden images."""
-        refs: list[FileRef | None] = [self.model, self.labels, self.taxonomy, self.geofence]
+        calibration, golden images."""
+        refs: list[FileRef | None] = [
+            self.model,
+            self.labels,
+            self.taxonomy,
+            self.geofence,
+            self.calibration,
+        ]
         return [ref.file for ref in [*refs, *self.golden] if ref is not None]
 
     @property

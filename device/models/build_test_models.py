@@ -7,7 +7,8 @@ the pinned packages):
 
 Every model maps a 32x32 RGB image to a softmax over 4 classes; their weights are random
 (seeded), so only shapes, dtypes and quantisation are meaningful, never the predictions.
-Writes README.md beside the models with what each one is.
+The ``tiny_embedding_*`` models also output their pooled features (an embedding) as a
+second output, like the default pack. Writes README.md beside the models with what each is.
 """
 
 from __future__ import annotations
@@ -46,6 +47,21 @@ def tiny_model():
     return keras.Model(inp, layers.Softmax()(x))
 
 
+def tiny_embedding_model(channels: int):
+    """The same layers with the pooled features as a second output: ``channels`` values, so
+    ``channels=CLASSES`` gives two outputs of one shape (told apart only by name)."""
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(SEED)
+    inp = keras.Input((SIDE, SIDE, 3), batch_size=1, name="image")
+    x = layers.Conv2D(channels, 3, strides=2, padding="same", activation="relu")(inp)
+    x = layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    pooled = layers.GlobalAveragePooling2D(name="embedding")(x)
+    scores = layers.Softmax(name="probabilities")(layers.Dense(CLASSES)(pooled))
+    return keras.Model(inp, [scores, pooled])
+
+
 def representative():
     # Pixels scaled like the default pack: (x - 127) / 128, full range pinned.
     rng = np.random.default_rng(SEED)
@@ -78,7 +94,12 @@ def describe(data: bytes) -> str:
 
     interp = tf.lite.Interpreter(model_content=data)
     parts = []
-    tensors = (("in", interp.get_input_details()[0]), ("out", interp.get_output_details()[0]))
+    outputs = interp.get_output_details()
+    tensors = [("in", interp.get_input_details()[0])]
+    if len(outputs) == 1:
+        tensors.append(("out", outputs[0]))
+    else:  # name each output: the name is how a manifest tells two outputs of one shape apart
+        tensors += [(f"out {det['name']!r}", det) for det in outputs]
     for label, det in tensors:
         scale, zero = det["quantization"]
         q = f"scale {scale:.8g}, zero point {zero}" if scale else "not quantised"
@@ -89,6 +110,7 @@ def describe(data: bytes) -> str:
 def main() -> int:
     import tensorflow as tf
 
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else OUT
     model = tiny_model()
     builds = {
         "tiny_float32.tflite": ("float32 weights and activations", convert(model)),
@@ -99,10 +121,27 @@ def main() -> int:
             convert(model, tf.int16, int16_activations=True),
         ),
     }
-    OUT.mkdir(parents=True, exist_ok=True)
+    # Names avoid "uint8", "int8" and "float32": tests pick the single-output models by them.
+    embedding = tiny_embedding_model(8)
+    same_size = tiny_embedding_model(CLASSES)
+    builds |= {
+        "tiny_embedding_q.tflite": (
+            "full integer, uint8 input/outputs: scores and an 8-value embedding",
+            convert(embedding, tf.uint8),
+        ),
+        "tiny_embedding_fp.tflite": (
+            "float32: scores and an 8-value embedding",
+            convert(embedding),
+        ),
+        "tiny_embedding_same_size.tflite": (
+            "full integer, uint8: scores and a 4-value embedding, both [1, 4]",
+            convert(same_size, tf.uint8),
+        ),
+    }
+    out.mkdir(parents=True, exist_ok=True)
     rows = []
     for name, (what, data) in builds.items():
-        (OUT / name).write_bytes(data)
+        (out / name).write_bytes(data)
         sha = sha256_hex(data)
         rows.append(f"| `{name}` | {len(data)} | {what} | {describe(data)} | `{sha[:16]}` |")
         print(name, len(data), describe(data))
@@ -112,7 +151,8 @@ def main() -> int:
             "",
             "Real TFLite models for tests, built by `device/models/build_test_models.py` (seeded,",
             "random weights: only shapes, dtypes and quantisation mean anything). Each maps a",
-            f"1x{SIDE}x{SIDE}x3 RGB image to a softmax over {CLASSES} classes. Quantised inputs",
+            f"1x{SIDE}x{SIDE}x3 RGB image to a softmax over {CLASSES} classes; the",
+            "`tiny_embedding_*` ones also output their pooled features. Quantised inputs",
             "follow the default pack: float input (x - 127) / 128, so uint8 input has scale",
             "1/128 and zero point 127 and int8 input scale 1/128 and zero point -1.",
             "",
@@ -122,7 +162,7 @@ def main() -> int:
             "",
         ]
     )
-    (OUT / "README.md").write_text(readme, encoding="utf-8")
+    (out / "README.md").write_text(readme, encoding="utf-8")
     return 0
 
 

@@ -27,6 +27,7 @@ STAGES: tuple[tuple[int, int, int, int, int], ...] = (
 )
 BN_EPS = 1e-3
 NUM_CLASSES = 1000
+EMBEDDING_SIZE = 1280  # the head's width: the pooled features the classifier reads
 INPUT_SIZE = 224
 
 
@@ -102,12 +103,15 @@ def build_keras(state: State):  # -> keras.Model
         y = bn(conv(y, f"{p}._project_conv.weight"), f"{p}._bn2")
         x = layers.Add()([x, y]) if b.residual else y
     x = relu6(bn(conv(x, "_conv_head.weight"), "_bn1"))
-    x = layers.GlobalAveragePooling2D()(x)
+    # The pooled features are also an output (the embedding): what the classifier reads,
+    # before it. Dropout sits between them only in training, so at inference this is exactly
+    # the classifier's input.
+    pooled = layers.GlobalAveragePooling2D(name="embedding")(x)
     fc = layers.Dense(NUM_CLASSES)
-    x = fc(x)
+    logits = fc(pooled)
     fc.set_weights([state["_fc.weight"].T, state["_fc.bias"]])
-    out = layers.Softmax(name="probabilities")(x)
-    return keras.Model(inp, out, name="efficientnet_lite0")
+    out = layers.Softmax(name="probabilities")(logits)
+    return keras.Model(inp, [out, pooled], name="efficientnet_lite0")
 
 
 # ---------------------------------------------------------------- torch reference
@@ -126,8 +130,9 @@ def _same_pad(x, kernel: int, stride: int):
     return F.pad(x, pads)
 
 
-def torch_forward(state: State, images_nhwc: np.ndarray) -> np.ndarray:
-    """Softmax probabilities for float NHWC images already scaled to (x-127)/128."""
+def torch_forward(state: State, images_nhwc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax probabilities and pooled features (the embedding) for float NHWC images
+    already scaled to (x-127)/128."""
     import torch
     import torch.nn.functional as F
 
@@ -161,6 +166,6 @@ def torch_forward(state: State, images_nhwc: np.ndarray) -> np.ndarray:
             y = bn(conv(y, f"{p}._project_conv.weight"), f"{p}._bn2")
             x = x + y if b.residual else y
         x = F.relu6(bn(conv(x, "_conv_head.weight"), "_bn1"))
-        x = x.mean(dim=(2, 3))
-        x = F.linear(x, t["_fc.weight"], t["_fc.bias"])
-        return torch.softmax(x, dim=1).numpy()
+        pooled = x.mean(dim=(2, 3))
+        logits = F.linear(pooled, t["_fc.weight"], t["_fc.bias"])
+        return torch.softmax(logits, dim=1).numpy(), pooled.numpy()

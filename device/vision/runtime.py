@@ -3,14 +3,24 @@
 ``ai_edge_litert`` is preferred: its x86 int8 kernels are about 20x faster than
 tflite-runtime 2.14's, and it ships aarch64 cp311 wheels. tflite-runtime is the fallback.
 Shapes, dtypes and quantisation are read from the model, never assumed.
+
+A model has one image input and either one output (the class scores) or two: the scores and
+an embedding, the feature vector the classifier reads (docs/model-pack.md, ``model.embedding``).
+TFLite does not promise an output order, so which output is the embedding is decided by the
+pack's manifest (by size, or by tensor name when both outputs have one size), never by index.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from device.contracts.manifest import EmbeddingSpec, Manifest, PackError
+
+if TYPE_CHECKING:
+    from device.vision.pack import ModelPack
 
 SUPPORTED_DTYPES = (np.uint8, np.int8, np.float32)
 
@@ -42,10 +52,17 @@ class TensorSpec:
     dtype: np.dtype
     scale: float
     zero_point: int
+    name: str = ""
 
     @property
     def quantized(self) -> bool:
         return self.dtype != np.float32 and self.scale > 0
+
+    def dequantise(self, raw: np.ndarray) -> np.ndarray:
+        """``raw`` (a tensor of this spec) as float32 values."""
+        if self.quantized:
+            return (raw.astype(np.float32) - self.zero_point) * self.scale
+        return raw.astype(np.float32, copy=False)
 
 
 def _spec(detail: dict[str, Any], what: str) -> TensorSpec:
@@ -59,16 +76,70 @@ def _spec(detail: dict[str, Any], what: str) -> TensorSpec:
         dtype=dtype,
         scale=float(scale),
         zero_point=int(zero_point),
+        name=str(detail.get("name", "")),
     )
 
 
+def _shape_text(spec: TensorSpec) -> str:
+    return f"{spec.name or f'#{spec.index}'} {list(spec.shape)}"
+
+
+def _scores_and_embedding(
+    outputs: list[TensorSpec], embedding: EmbeddingSpec | None
+) -> tuple[TensorSpec, TensorSpec | None]:
+    """Which output holds the scores and which the embedding, as the manifest says."""
+    if len(outputs) == 1:
+        if embedding is not None:
+            raise ModelError(
+                f"manifest model.embedding names a {embedding.size}-value embedding "
+                "but the model has only one output"
+            )
+        return outputs[0], None
+    listed = ", ".join(_shape_text(o) for o in outputs)
+    if len(outputs) != 2:
+        raise ModelError(f"need one or two output tensors, model has {len(outputs)} ({listed})")
+    if embedding is None:
+        raise ModelError(
+            f"model has two outputs ({listed}) but the manifest names no model.embedding"
+        )
+    if embedding.tensor is not None:
+        chosen = [o for o in outputs if o.name == embedding.tensor]
+        if not chosen:
+            raise ModelError(
+                f"manifest model.embedding.tensor {embedding.tensor!r} is not an output "
+                f"of the model ({listed})"
+            )
+    else:
+        chosen = [o for o in outputs if o.shape == (1, embedding.size)]
+        if len(chosen) > 1:
+            raise ModelError(
+                f"both outputs are [1, {embedding.size}] ({listed}): "
+                "name the embedding with model.embedding.tensor"
+            )
+        if not chosen:
+            raise ModelError(
+                f"manifest model.embedding.size {embedding.size} matches no output ({listed})"
+            )
+    found = chosen[0]
+    if found.shape != (1, embedding.size):
+        raise ModelError(
+            f"embedding output {_shape_text(found)} is not the manifest's [1, {embedding.size}]"
+        )
+    scores = next(o for o in outputs if o is not found)
+    return scores, found
+
+
 class Model:
-    """One loaded interpreter with a single image input and a single score output.
+    """One loaded interpreter: one image input, the score output and an optional embedding.
 
     Not thread-safe: one engine (and so one interpreter) per worker thread.
     """
 
-    def __init__(self, content: bytes, threads: int = 1) -> None:
+    def __init__(
+        self, content: bytes, threads: int = 1, embedding: EmbeddingSpec | None = None
+    ) -> None:
+        """``embedding``: the manifest's ``model.embedding`` (None: the model must have a
+        single output). A model that disagrees with it raises ModelError."""
         cls, self.runtime = interpreter_class()
         try:
             self._interp = cls(model_content=content, num_threads=threads)
@@ -78,16 +149,25 @@ class Model:
             raise ModelError(f"not a loadable TFLite model: {first}") from exc
         inputs = self._interp.get_input_details()
         outputs = self._interp.get_output_details()
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise ModelError(
-                f"need one input and one output tensor, model has {len(inputs)} and {len(outputs)}"
-            )
+        if len(inputs) != 1:
+            raise ModelError(f"need one input tensor, model has {len(inputs)}")
         self.input = _spec(inputs[0], "input")
-        self.output = _spec(outputs[0], "output")
+        output_specs = [_spec(detail, "output") for detail in outputs]
+        self.output, self.embedding = _scores_and_embedding(output_specs, embedding)
         if len(self.input.shape) != 4 or self.input.shape[0] != 1 or self.input.shape[3] != 3:
             raise ModelError(f"input shape {list(self.input.shape)} is not [1, h, w, 3]")
         if self.output.shape[0] != 1 or len(self.output.shape) != 2:
             raise ModelError(f"output shape {list(self.output.shape)} is not [1, classes]")
+
+    @classmethod
+    def for_pack(cls, pack: ModelPack, threads: int = 1) -> Model:
+        """The pack's model, its outputs told apart by the pack's manifest; PackError (one
+        line naming the pack) if the model cannot be used or disagrees with the manifest."""
+        try:
+            embedding = Manifest.from_document(pack.manifest).model.embedding
+            return cls(pack.model_content, threads=threads, embedding=embedding)
+        except (ModelError, PackError) as exc:
+            raise PackError(f"model pack {pack.path}: {exc}") from None
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -97,6 +177,11 @@ class Model:
     @property
     def num_classes(self) -> int:
         return self.output.shape[1]
+
+    @property
+    def embedding_size(self) -> int | None:
+        """Values in the embedding, or None for a model without one."""
+        return None if self.embedding is None else self.embedding.shape[1]
 
     def set_input(self, batch: np.ndarray) -> None:
         """``batch`` must already have the input's shape and dtype (see preprocess)."""
@@ -109,13 +194,23 @@ class Model:
         return self._interp.get_tensor(self.output.index)[0]
 
     def scores(self) -> np.ndarray:
-        """The output as float32, dequantised."""
-        raw = self.raw_output()
-        if self.output.quantized:
-            return (raw.astype(np.float32) - self.output.zero_point) * self.output.scale
-        return raw.astype(np.float32, copy=False)
+        """The score output of the last invoke as float32, dequantised."""
+        return self.output.dequantise(self.raw_output())
+
+    def embedding_values(self) -> np.ndarray | None:
+        """The embedding of the last invoke as float32, dequantised (None: the model has
+        none)."""
+        if self.embedding is None:
+            return None
+        return self.embedding.dequantise(self._interp.get_tensor(self.embedding.index)[0])
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         self.set_input(batch)
         self.invoke()
         return self.scores()
+
+    def run_with_embedding(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Scores and embedding from one invoke (the embedding is None without one)."""
+        self.set_input(batch)
+        self.invoke()
+        return self.scores(), self.embedding_values()
