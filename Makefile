@@ -33,7 +33,7 @@ define apt_ensure
 	fi
 endef
 
-.PHONY: demo test bench lint venv apt-base apt-test apt-demo clean review deb deb-test deb-test-arm64
+.PHONY: demo test bench lint venv apt-base apt-test apt-demo clean review deb deb-test deb-test-arm64 calibrate-default-pack
 
 apt-base:
 	$(call apt_ensure,$(APT_BASE))
@@ -64,6 +64,11 @@ test: venv apt-test
 
 bench: venv apt-test
 	$(PY) tests/bench/run.py
+
+# Dev-time: re-measure the default pack's blank-threshold table (synthetic bursts, about 8
+# minutes) after any change to the engine's scoring or the model (docs/vision.md, "Calibration").
+calibrate-default-pack: venv
+	$(PY) device/models/calibrate_default_pack.py
 
 # ruff, the type checker (mypy with pydantic's plugin, [tool.mypy]) and the import contracts
 # between the rooms ([tool.importlinter], docs/architecture.md).

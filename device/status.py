@@ -12,6 +12,7 @@ from device import __version__
 from device.clock import ClockProbe
 from device.config import Settings
 from device.exitcodes import Exit
+from device.ota.layout import active_pack_path
 from device.store.db import DatabaseError, Source, schema_version
 from device.store.events import Events
 from device.store.health import StoreHealth, StoreState, inspect_open
@@ -19,6 +20,8 @@ from device.store.kv import Counters
 from device.store.media import Media
 from device.store.outbox import Outbox
 from device.store.store import SPOOL_DIR, free_bytes
+from device.vision.calibration import operating_point_of
+from device.vision.pack import PackError, load_pack
 
 
 def collect(settings: Settings) -> dict[str, Any]:
@@ -42,6 +45,7 @@ def collect(settings: Settings) -> dict[str, Any]:
         "media": None if unknown else 0,
         "media_by_state": {},
         "outbox_pending": None if unknown else 0,
+        "deferred_blanks": None if unknown else {"frames": 0, "bytes": 0},
         "last_capture": None,
         "unsynchronised_captures": None if unknown else 0,
         "counters": {},
@@ -49,6 +53,7 @@ def collect(settings: Settings) -> dict[str, Any]:
         "store": health.as_dict(),
         "media_files": health.media_files,
         "exit_code": health.exit_code,
+        "blank_filter": blank_filter(settings),
     }
     if conn is None:
         return report
@@ -61,6 +66,40 @@ def collect(settings: Settings) -> dict[str, Any]:
     finally:
         conn.close()
     return report
+
+
+def blank_filter(settings: Settings) -> dict[str, Any]:
+    """What a blank verdict means on this trap: the policy, and the threshold the pack the
+    agent would load serves with (and where it came from). Reads the pack, never the model."""
+    vision = settings.vision
+    out: dict[str, Any] = {
+        "policy": vision.blank_media_policy,
+        "target_recall": vision.target_recall,
+        "pack": None,
+        "threshold": None,
+        "source": None,
+        "problem": None,
+    }
+    if not vision.enabled:
+        out["problem"] = "vision.enabled is false: nothing is classified"
+        return out
+    pack_path = active_pack_path(settings)
+    out["pack"] = str(pack_path)
+    try:
+        point = operating_point_of(load_pack(pack_path), vision)
+    except PackError as exc:
+        out["problem"] = str(exc)
+        return out
+    out["threshold"] = None if point.calls_nothing_blank else point.value
+    out["source"] = point.describe()
+    return out
+
+
+def _blank_filter_line(blank: dict[str, Any]) -> str:
+    head = f"policy {blank['policy']}, target recall {blank['target_recall']:g}"
+    if blank["problem"]:
+        return f"{head}; {blank['problem']}"
+    return f"{head}; threshold {blank['source']}"
 
 
 def _database_word(health: StoreHealth) -> str:
@@ -81,12 +120,15 @@ def _database_word(health: StoreHealth) -> str:
 def _counts(source: Source) -> dict[str, Any]:
     media = Media(source)
     last = media.latest()
+    held = media.deferred_blanks()
     return {
         "events": Events(source).count(),
         "media": media.count(),
         "media_by_state": {str(state): n for state, n in media.count_by_state().items()},
         # Everything not yet acknowledged, waiting items included.
         "outbox_pending": Outbox(source).left()[0],
+        # Frames judged blank but kept whole in case the filter was wrong (policy "defer").
+        "deferred_blanks": {"frames": held.frames, "bytes": held.bytes},
         "last_capture": (
             None
             if last is None
@@ -134,6 +176,8 @@ def render(report: dict[str, Any]) -> str:
         ("media", unknown if report["media"] is None else f"{report['media']} ({states})"),
         ("media files", report.get("media_files", 0)),
         ("outbox pending", count(report["outbox_pending"])),
+        ("deferred blanks", _deferred_line(report.get("deferred_blanks"))),
+        ("blank filter", _blank_filter_line(report["blank_filter"])),
         ("free disk", f"{free / 1e9:.2f} GB" if free is not None else "unknown (data dir gone)"),
         ("clock", f"{clock['source']} ({'synced' if clock['synced'] else 'NOT synced'})"),
         ("unsynced captures", count(report["unsynchronised_captures"])),
@@ -150,6 +194,15 @@ def render(report: dict[str, Any]) -> str:
         )
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+def _deferred_line(held: dict[str, int] | None) -> str:
+    if held is None:
+        return "UNKNOWN (store not readable)"
+    return (
+        f"{held['frames']} frames, {held['bytes'] / 1e6:.1f} MB"
+        " (judged blank, kept whole: sent last on Wi-Fi, first to go when space is short)"
+    )
 
 
 def _store_line(store: dict[str, Any]) -> str:

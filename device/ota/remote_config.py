@@ -120,10 +120,14 @@ def remember(state: StateFile, version: int, values: Values) -> None:
 
 
 def _plain(changes: dict[str, Any]) -> dict[str, Any]:
-    """JSON-safe copies (tuples, paths) of validated values for the state file."""
+    """JSON-safe copies (tuples, paths, typed tables) of validated values for the state file."""
     out = {}
     for key, value in changes.items():
-        if isinstance(value, tuple):
+        if isinstance(value, BaseModel):
+            # A typed value (the pushed vision.calibration table) is stored as the document it
+            # was pushed as, so apply_persisted validates it again at the next start.
+            value = value.model_dump(mode="json")
+        elif isinstance(value, tuple):
             value = list(value)
         elif not isinstance(value, str | int | float | bool | list | dict | type(None)):
             value = str(value)

@@ -4,16 +4,24 @@ labels.csv has columns ``file,label[,species]``; label is animal, blank, human o
 species a common name. Human and vehicle frames count as "not blank": the filter must keep
 them. Every threshold in the sweep is reported so a reader can see the trade-off instead of
 one number tuned to one folder.
+
+This is the single-image report (``camtrap eval DIR``). Other columns (``event``, ``dataset``,
+``deployment``, ``difficulty``, ...) are kept on each sample for the event-level report and
+leave-one-group-out splits (``device/vision/event_eval.py``).
 """
 
 from __future__ import annotations
 
 import csv
+import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeGuard
+
+import numpy as np
+from PIL import Image, ImageOps
 
 from device.contracts.protocol import ObservationType
 from device.vision.engine import ImageResult, VisionEngine
@@ -33,6 +41,11 @@ class Sample:
     species: str | None
     result: ImageResult | None = None
     error: str | None = None
+    columns: dict[str, str] = field(default_factory=dict)  # every column, stripped
+
+    def column(self, name: str) -> str | None:
+        """The row's value in column ``name``; None when the column is absent or empty."""
+        return self.columns.get(name) or None
 
 
 @dataclass
@@ -47,6 +60,7 @@ class Rates:
 @dataclass
 class Report:
     threshold: float
+    threshold_source: str
     samples: list[Sample]
     at_threshold: Rates
     sweep: list[Rates]
@@ -83,9 +97,19 @@ def _read_labels(path: Path) -> list[Sample]:
                 raise ValueError(
                     f"{path}:{n}: label {label!r} is not one of {', '.join(TRUE_LABELS)}"
                 )
+            if not (row.get("file") or "").strip():
+                raise ValueError(f"{path}:{n}: the file column is empty")
             species = (row.get("species") or "").strip() or None
+            columns = {
+                str(k).strip(): (v or "").strip() for k, v in row.items() if isinstance(k, str)
+            }
             samples.append(
-                Sample(row["file"].strip(), label, species if label == "animal" else None)
+                Sample(
+                    row["file"].strip(),
+                    label,
+                    species if label == "animal" else None,
+                    columns=columns,
+                )
             )
         return samples
 
@@ -158,6 +182,7 @@ def evaluate(engine: VisionEngine, folder: Path, labels_csv: Path) -> Report:
             genus_ok += 1
     return Report(
         threshold=threshold,
+        threshold_source=engine.operating_point.describe(),
         samples=samples,
         at_threshold=rates(samples, threshold),
         sweep=[rates(samples, t) for t in sorted({*SWEEP, threshold})],
@@ -173,6 +198,10 @@ def _pct(value: float | None) -> str:
     return "  n/a" if value is None else f"{value * 100:5.1f}%"
 
 
+def _threshold(value: float) -> str:
+    return "none" if math.isinf(value) else f"{value:.3f}"
+
+
 def format_report(report: Report) -> str:
     r = report.at_threshold
     n_err = sum(s.error is not None for s in report.samples)
@@ -180,7 +209,8 @@ def format_report(report: Report) -> str:
     lines = [
         f"images: {len(report.samples)} ({n_err} unreadable)  "
         + "  ".join(f"{k}={counts.get(k, 0)}" for k in TRUE_LABELS),
-        f"blank threshold: {report.threshold:.3f} (blank when blank_score >= threshold)",
+        f"blank threshold: {_threshold(report.threshold)} (blank when blank_score >= threshold)",
+        f"threshold in force: {report.threshold_source}",
         f"animal recall: {_pct(r.animal_recall)}   not-blank recall (animal+human+vehicle): "
         f"{_pct(r.nonblank_recall)}",
         f"blanks removed: {_pct(r.blanks_removed)}   precision (kept frames not blank): "
@@ -209,7 +239,7 @@ def format_report(report: Report) -> str:
     for rate in report.sweep:
         mark = "  <- configured" if abs(rate.threshold - report.threshold) < 1e-9 else ""
         lines.append(
-            f"{rate.threshold:>10.3f}{_pct(rate.animal_recall):>15}"
+            f"{_threshold(rate.threshold):>10}{_pct(rate.animal_recall):>15}"
             f"{_pct(rate.nonblank_recall):>16}{_pct(rate.blanks_removed):>16}"
             f"{_pct(rate.precision):>11}{mark}"
         )
@@ -264,86 +294,50 @@ def plot(report: Report, out: Path) -> None:
     plt.close(fig)
 
 
-@dataclass
-class BurstSample:
-    scene: str  # the scene kind: animal, light, wind, noise, night
-    label: ObservationType  # animal if any frame shows one, else blank
-    blank_score: float
-    observation_type: ObservationType
+# -- the evaluation's inputs from device.hardware (the one door the import contract opens) ----
 
 
-def evaluate_synthetic(
-    engine: VisionEngine,
-    n_scenes: int,
+@dataclass(frozen=True)
+class RenderedFrame:
+    path: Path  # the JPEG, written into the caller's folder
+    label: ObservationType  # animal or blank: the renderer's truth for this frame
+    lores: np.ndarray  # the analysis plane the synthetic camera would give it
+    kind: str  # the scene's kind: crossing, light, wind, noise, night
+
+
+def render_burst(
     seed: int,
-    size: tuple[int, int] = (1280, 720),
-    lores_size: tuple[int, int] = (320, 240),
-    frames: int = 3,
-) -> list[BurstSample]:
-    """Whole bursts from the synthetic scene generator, with their lores frames: this is the
-    path the trap takes, so motion evidence counts (single-image eval cannot show it)."""
-    import tempfile
-
+    index: int,
+    folder: Path,
+    size: tuple[int, int],
+    lores_size: tuple[int, int],
+    frames: int,
+) -> list[RenderedFrame]:
+    """Burst ``index`` of the synthetic scenes of ``seed`` (``device.hardware.scene``)."""
     from device.hardware.scene import SceneRenderer, encode_jpeg, lores_luma, plan_scene
-    from device.vision.engine import EventFrame
 
+    plan = plan_scene(seed, index)
+    renderer = SceneRenderer(plan, size)
     out = []
-    with tempfile.TemporaryDirectory(prefix="camtrap-eval-") as tmp:
-        for index in range(n_scenes):
-            plan = plan_scene(seed, index)
-            renderer = SceneRenderer(plan, size)
-            event, truths = [], []
-            for i in range(frames):
-                rendered = renderer.render(i)
-                path = Path(tmp) / f"s{index}_{i}.jpg"
-                path.write_bytes(encode_jpeg(rendered.image, 90))
-                lores = lores_luma(rendered.image, lores_size)
-                event.append(EventFrame(f"s{index}_{i}", path, lores))
-                truths.append(rendered.truth)
-            verdict = engine.classify_event(event)
-            label: ObservationType = "animal" if "animal" in truths else "blank"
-            out.append(
-                BurstSample(
-                    plan.kind, label, verdict.blank_score, verdict.observations[0].observation_type
-                )
-            )
-            if verdict.is_blank:
-                # What the agent does: frames of blank events teach the background.
-                for frame in event:
-                    engine.learn_background(frame.lores)
+    for i in range(frames):
+        rendered = renderer.render(i)
+        path = folder / f"s{index:05d}_f{i}.jpg"
+        path.write_bytes(encode_jpeg(rendered.image, 90))
+        label: ObservationType = "animal" if rendered.truth == "animal" else "blank"
+        out.append(RenderedFrame(path, label, lores_luma(rendered.image, lores_size), plan.kind))
     return out
 
 
-def format_bursts(samples: list[BurstSample], threshold: float) -> str:
-    def rates_at(t: float) -> tuple[float | None, float | None, float | None]:
-        animals = [s for s in samples if s.label == "animal"]
-        blanks = [s for s in samples if s.label == "blank"]
-        kept = [s for s in samples if s.blank_score < t]
-        return (
-            _ratio(sum(s.blank_score < t for s in animals), len(animals)),
-            _ratio(sum(s.blank_score >= t for s in blanks), len(blanks)),
-            _ratio(sum(s.label == "animal" for s in kept), len(kept)),
-        )
+def photo_lores(path: Path, lores_size: tuple[int, int]) -> np.ndarray | None:
+    """A stored photo's analysis plane as a camera makes it: the whole field of view, upright,
+    as luma at ``lores_size`` (``device.hardware.scene.lores_luma``). None if unreadable."""
+    from device.hardware.scene import lores_luma
 
-    counts = Counter(s.label for s in samples)
-    recall, removed, precision = rates_at(threshold)
-    lines = [
-        f"synthetic bursts: {len(samples)} events  "
-        f"animal={counts['animal']} blank={counts['blank']}",
-        f"blank threshold: {threshold:.3f}",
-        f"animal recall: {_pct(recall)}   blanks removed: {_pct(removed)}   "
-        f"precision: {_pct(precision)}",
-        "blanks removed by false-trigger kind: "
-        + "  ".join(
-            f"{kind}={sum(s.blank_score >= threshold for s in group)}/{len(group)}"
-            for kind in sorted({s.scene for s in samples if s.label == "blank"})
-            for group in [[s for s in samples if s.label == "blank" and s.scene == kind]]
-        ),
-        "",
-        f"{'threshold':>10}{'animal recall':>15}{'blanks removed':>16}{'precision':>11}",
-    ]
-    for t in sorted({*SWEEP, threshold}):
-        r, b, p = rates_at(t)
-        mark = "  <- configured" if abs(t - threshold) < 1e-9 else ""
-        lines.append(f"{t:>10.3f}{_pct(r):>15}{_pct(b):>16}{_pct(p):>11}{mark}")
-    return "\n".join(lines)
+    try:
+        with Image.open(path) as im:
+            # libjpeg scales while decoding (grey only from colour JPEGs, not CMYK).
+            im.draft("L" if im.mode in ("RGB", "YCbCr", "L") else None, lores_size)
+            upright = ImageOps.exif_transpose(im)
+            return lores_luma(upright, lores_size)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None

@@ -1,6 +1,7 @@
 """A model pack made ready to serve: the verified pack (``device.contracts.pack``) with what
 the engine needs in memory — the model bytes, labels and taxa in output order, thresholds
-merged over the built-in defaults, preprocessing, and the golden images for the self-test.
+merged over the built-in defaults, preprocessing, the blank-threshold calibration table (if the
+pack carries one) and the golden images for the self-test.
 
 The pack format itself (manifest rules, checksums, tars, labels, writing a pack) is the shared
 contract; this module re-exports the names the vision room has always imported from here.
@@ -13,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from device.contracts.calibration import Calibration, CalibrationError
 from device.contracts.manifest import FORMAT, LABEL_FORMATS, PackError
 from device.contracts.pack import MAX_PACK_BYTES, file_entry, parse_labels, read_pack, write_pack
 from device.contracts.taxa import Taxon
@@ -61,6 +63,7 @@ class ModelPack:
     std: tuple[float, float, float]
     output: str  # probabilities | logits
     golden: list[Golden] = field(default_factory=list)
+    calibration: Calibration | None = None  # calibration.json (device.contracts.calibration)
 
     @property
     def classified_by(self) -> str:
@@ -75,6 +78,12 @@ def load_pack(
     contents = read_pack(path, agent_version, now)
     manifest = contents.manifest
     model = manifest.model
+    calibration = None
+    if manifest.calibration is not None:
+        try:
+            calibration = Calibration.from_json(contents.files[manifest.calibration.file])
+        except CalibrationError as exc:
+            raise PackError(f"model pack {path}: {manifest.calibration.file}: {exc}") from None
     return ModelPack(
         path=contents.path,
         manifest=contents.document,
@@ -99,4 +108,5 @@ def load_pack(
             )
             for g in manifest.golden
         ],
+        calibration=calibration,
     )
