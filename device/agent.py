@@ -32,6 +32,8 @@ from device.store.retention import Retention
 from device.store.store import CommitResult, MediaStore
 from device.store.writer import StoreWriter
 from device.uplink.service import UplinkRoom
+from device.vision.site_memory import FILE_NAME as SITE_MEMORY_FILE
+from device.vision.site_memory import SiteMemory, site_of
 from device.vision.worker import ClassificationWorker
 
 if TYPE_CHECKING:
@@ -77,8 +79,17 @@ class Agent:
         self.camera = camera if camera is not None else open_camera(settings.camera)
         self.ir = self._open_ir()
         self.vision: ClassificationWorker | None = None
+        # The site's empty scene as the model sees it, per deployment, under the data dir; the
+        # vision worker loads it when it starts (after the store has opened the card).
+        self.site_memory = SiteMemory(
+            settings.vision.site_memory_size,
+            site_of(settings),
+            settings.storage.data_dir / SITE_MEMORY_FILE,
+        )
         if settings.vision.enabled:
-            self.vision = ClassificationWorker(settings, self.store, None)
+            self.vision = ClassificationWorker(
+                settings, self.store, None, site_memory=self.site_memory
+            )
             self.committed_listeners.append(self._classify_closed)
         self.capture = CaptureLoop(
             settings, self.camera, self._on_frame, self.clock, self.ir, timer=timer
@@ -175,17 +186,28 @@ class Agent:
     def _attach_ota(self, transport: Transport) -> None:
         """Before the link connects: desired-model/config and commands reach OTA."""
         if self.settings.ota.enabled:
-            callbacks = AgentCallbacks(
-                sync_now=self.uplink.sync_now,
-                capture_test=self.capture_test,
-                restart_agent=self.restart,
+            self.ota = agent_hooks.attach(
+                self.settings, transport, self.command_callbacks(), worker=self.vision
             )
-            self.ota = agent_hooks.attach(self.settings, transport, callbacks, worker=self.vision)
+
+    def command_callbacks(self) -> AgentCallbacks:
+        """What each remote command does here (device/ota/remote_commands.py)."""
+        return AgentCallbacks(
+            sync_now=self.uplink.sync_now,
+            capture_test=self.capture_test,
+            restart_agent=self.restart,
+            reset_site_memory=self.reset_site_memory,
+        )
 
     def capture_test(self) -> str:
         """The ``capture-test`` command: one frame, kept and sent at the top priority."""
         self.capture.trigger("test")
         return "triggered"
+
+    def reset_site_memory(self) -> str:
+        """The ``reset-site-memory`` command: forget the remembered empty scene."""
+        forgotten = self.site_memory.reset("remote command")
+        return f"forgot {forgotten} frames"
 
     def restart(self) -> None:
         """The ``restart-agent`` command: stop cleanly, and exit so systemd starts us again."""

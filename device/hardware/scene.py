@@ -8,6 +8,11 @@ depends on ``(seed, scene_index, i, size)``, so a labelled evaluation set can be
 exactly. Scene plans are in fractions of the frame, so one seed gives the same scenes at any
 resolution.
 
+Night bursts under an infrared flash (``plan_ir_scene``) are drawn separately, so the daytime
+scenes of a seed stay what they were: grey frames lit by the trap's own flash, dark and low in
+contrast, with the flash's hot spot (vignetting), a flash power that changes from burst to burst
+and a little from frame to frame (the capacitor recharging), a black level and sensor noise.
+
 Rendering is a handful of whole-image Pillow operations on precomputed images (background and
 noise fields are built once per size and cached); no per-pixel Python.
 """
@@ -31,6 +36,7 @@ BAND_ROWS = 64
 # Kinds of scene and how often each occurs. Half the triggers are false, as in the field.
 ANIMAL = "crossing"
 BLANK_KINDS = ("light", "wind", "noise", "night")
+IR_ANIMAL, IR_BLANK = "ir_crossing", "ir_blank"  # night bursts under the IR flash
 KIND_WEIGHTS = {ANIMAL: 0.5, "light": 0.15, "wind": 0.15, "noise": 0.1, "night": 0.1}
 
 # Sprite name -> (common name, range of height as a fraction of the frame height).
@@ -61,6 +67,22 @@ NOISE_SIGMA = 16.0  # grey levels of the precomputed noise field before per-scen
 
 
 @dataclass(frozen=True)
+class IrLight:
+    """How the IR flash lights a night burst. Positions and widths are frame fractions."""
+
+    flash: float  # flash power at frame 0: share of full scale a white surface reaches
+    flash_step: float  # relative change of the flash power per frame (recharge)
+    flash_jitter: float  # s.d. of a further random relative change per frame
+    spot_x: float  # centre of the flash's hot spot
+    spot_y: float
+    spot_width: float  # s.d. of the hot spot's fall-off
+    spot_wobble: float  # relative change of the width per frame (LED banks differ)
+    contrast: float  # IR reflectance is flatter than visible: share of the daytime contrast
+    black: float  # sensor black level, grey levels
+    read_noise: float  # s.d. of the sensor noise, grey levels
+
+
+@dataclass(frozen=True)
 class ScenePlan:
     """Everything random about one scene, drawn up front. Positions are frame fractions."""
 
@@ -77,6 +99,7 @@ class ScenePlan:
     cx0: float = 0.0  # sprite centre x at frame 0
     dx: float = 0.0  # centre x step per frame (signed)
     bottom: float = 0.0  # sprite bottom y (may exceed 1: partly below the frame)
+    ir: IrLight | None = None  # a night frame under the IR flash
 
     @property
     def species(self) -> str | None:
@@ -107,20 +130,9 @@ def plan_scene(seed: int, index: int) -> ScenePlan:
         wind=0.0,
     )
     if kind == ANIMAL:
-        sprite = str(rng.choice(sorted(SPECIES)))
-        lo, hi = SPECIES[sprite][1]
-        direction = 1 if rng.random() < 0.5 else -1
         # Starting near (sometimes past) the edge it enters from; the PIR fired, so at least
         # part of the animal is already in view.
-        start = float(rng.uniform(-0.05, 0.45))
-        return replace(
-            plan,
-            sprite=sprite,
-            height=float(rng.uniform(lo, hi)),
-            cx0=start if direction > 0 else 1.0 - start,
-            dx=direction * float(rng.uniform(0.12, 0.28)),
-            bottom=float(rng.uniform(0.62, 1.12)),
-        )
+        return _with_walker(plan, rng, start=(-0.05, 0.45), bottom=(0.62, 1.12))
     if kind == "light":
         step = float(rng.uniform(0.15, 0.3)) * (1 if rng.random() < 0.5 else -1)
         return replace(plan, gain_step=step)
@@ -130,6 +142,65 @@ def plan_scene(seed: int, index: int) -> ScenePlan:
         return replace(plan, noise=float(rng.uniform(0.7, 1.0)), gain_step=0.0)
     # night: IR-less darkness, noisy, grey
     return replace(plan, gain0=float(rng.uniform(0.08, 0.22)), noise=float(rng.uniform(0.5, 1.0)))
+
+
+def plan_ir_scene(seed: int, index: int, *, animal: bool | None = None, variant: int | None = None
+                  ) -> ScenePlan:  # fmt: skip
+    """A night burst under the IR flash; ``animal``/``variant`` fix what is otherwise drawn.
+
+    Drawn from its own stream (``[seed, index, 0x1E]``), so ``plan_scene`` is unchanged.
+    """
+    rng = np.random.default_rng([seed, index, 0x1E])
+    with_animal = bool(rng.random() < 0.5) if animal is None else animal
+    look = int(rng.integers(len(VARIANTS))) if variant is None else variant
+    light = IrLight(
+        flash=float(rng.uniform(0.6, 1.2)),
+        flash_step=float(rng.uniform(-0.12, 0.12)),
+        flash_jitter=0.04,
+        spot_x=float(rng.uniform(0.42, 0.58)),
+        spot_y=float(rng.uniform(0.45, 0.65)),
+        spot_width=float(rng.uniform(0.35, 0.6)),
+        spot_wobble=float(rng.uniform(-0.06, 0.06)),
+        contrast=float(rng.uniform(0.35, 0.65)),
+        black=float(rng.uniform(4.0, 12.0)),
+        read_noise=float(rng.uniform(3.0, 8.0)),
+    )
+    plan = ScenePlan(
+        seed=seed,
+        index=index,
+        kind=IR_ANIMAL if with_animal else IR_BLANK,
+        variant=look,
+        gain0=1.0,
+        gain_step=0.0,
+        noise=0.0,
+        wind=0.0,
+        ir=light,
+    )
+    if not with_animal:
+        return plan
+    return _with_walker(plan, rng, start=(0.0, 0.4), bottom=(0.62, 1.05))
+
+
+def _with_walker(
+    plan: ScenePlan,
+    rng: np.random.Generator,
+    start: tuple[float, float],
+    bottom: tuple[float, float],
+) -> ScenePlan:
+    """``plan`` with an animal walking across: its species, size, entry edge and speed drawn
+    from ``rng`` (always in this order, so a seed gives the same scene)."""
+    sprite = str(rng.choice(sorted(SPECIES)))
+    lo, hi = SPECIES[sprite][1]
+    direction = 1 if rng.random() < 0.5 else -1
+    at = float(rng.uniform(*start))
+    return replace(
+        plan,
+        sprite=sprite,
+        height=float(rng.uniform(lo, hi)),
+        cx0=at if direction > 0 else 1.0 - at,
+        dx=direction * float(rng.uniform(0.12, 0.28)),
+        bottom=float(rng.uniform(*bottom)),
+    )
 
 
 # ---- assets -------------------------------------------------------------------------------
@@ -304,6 +375,9 @@ class SceneRenderer:
                 truth = "animal"
             else:
                 bbox = None
+        if plan.ir is not None:
+            species = plan.species if truth == "animal" else None
+            return Rendered(self._infrared(frame, i, plan.ir, box), truth, species, bbox)
         gain = max(0.03, plan.gain0 * (1.0 + plan.gain_step * i))
         if plan.kind == "night":
             frame = frame.convert("L").point(_gain_lut(gain, 1))
@@ -320,6 +394,42 @@ class SceneRenderer:
             frame = frame.convert("RGB")
         species = plan.species if truth == "animal" else None
         return Rendered(image=frame, truth=truth, species=species, bbox=bbox)
+
+    def _infrared(
+        self,
+        frame: Image.Image,
+        i: int,
+        light: IrLight,
+        box: tuple[int, int, int, int] | None,
+    ) -> Image.Image:
+        """The daytime frame as the IR flash shows it at night: grey, flash-lit, noisy."""
+        w, h = self.size
+        rng = np.random.default_rng([self.plan.seed, self.plan.index, i, w, h, 0x1E])
+        day: np.ndarray = np.asarray(frame.convert("L"), np.float32) / 255.0
+        reflect: np.ndarray = 0.5 + light.contrast * (day - 0.5)
+        if box is not None and self._sprite is not None:
+            # Fur reflects near-infrared well: an animal shows lighter than by day.
+            rgb, mask, _ = self._sprite
+            alpha_im, fur_im = Image.new("L", self.size), Image.new("L", self.size)
+            alpha_im.paste(mask, box[:2])
+            fur_im.paste(rgb.convert("L"), box[:2])
+            alpha = np.asarray(alpha_im, np.float32) / 255.0
+            fur = 0.55 + 0.35 * np.asarray(fur_im, np.float32) / 255.0
+            reflect = reflect * (1.0 - alpha) + fur * alpha
+        power = light.flash * (
+            1.0 + light.flash_step * i + light.flash_jitter * rng.standard_normal()
+        )
+        width = light.spot_width * (1.0 + light.spot_wobble * i)
+        x = (np.arange(w, dtype=np.float32) / w - light.spot_x) ** 2
+        y = (np.arange(h, dtype=np.float32) / h - light.spot_y) ** 2
+        spot = np.exp(-(y[:, None] + x[None, :]) / (2.0 * width * width))
+        # Nearer ground (lower in the frame) gets more of the flash than the far vegetation.
+        near = 0.6 + 0.4 * np.arange(h, dtype=np.float32)[:, None] / h
+        signal = 255.0 * max(0.02, power) * spot * near * reflect
+        shot = np.sqrt(np.maximum(signal, 0.0)) * 0.5  # photon noise grows with the signal
+        noise = rng.standard_normal((h, w), dtype=np.float32) * np.hypot(light.read_noise, shot)
+        grey = np.clip(light.black + signal + noise, 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
 
     def _visible(
         self, box: tuple[int, int, int, int], mask_arr: np.ndarray

@@ -1,7 +1,9 @@
 """Commands from the cloud and the agent callbacks that carry them out.
 
 Known commands: ``sync-now`` (drain the outbox now), ``capture-test`` (take one frame and
-upload it at top priority), ``restart-agent`` (stop cleanly so systemd starts us again). The
+upload it at top priority), ``restart-agent`` (stop cleanly so systemd starts us again),
+``reset-site-memory`` (forget the remembered empty scene, e.g. after the camera was moved
+without a new deployment id, or the scene changed for good). The
 agent provides one callback per command (``AgentCallbacks``); a command whose callback is
 missing fails with a report. Anything unknown or malformed gets an error report and nothing
 else happens. A command id is carried out at most once (ids are remembered in the state file),
@@ -23,7 +25,7 @@ from device.protocol import Command, ProtocolError, decode
 
 log = logging.getLogger("camtrap.ota")
 
-KNOWN = ("sync-now", "capture-test", "restart-agent")
+KNOWN = ("sync-now", "capture-test", "restart-agent", "reset-site-memory")
 REMEMBERED_IDS = 100
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
 
@@ -37,12 +39,14 @@ class AgentCallbacks:
     sync_now: Callable[[], Any] | None = None
     capture_test: Callable[[], Any] | None = None
     restart_agent: Callable[[], Any] | None = None
+    reset_site_memory: Callable[[], Any] | None = None
 
     def for_name(self, name: str) -> Callable[[], Any] | None:
         return {
             "sync-now": self.sync_now,
             "capture-test": self.capture_test,
             "restart-agent": self.restart_agent,
+            "reset-site-memory": self.reset_site_memory,
         }.get(name)
 
 

@@ -1,9 +1,11 @@
 """The vision engine: a loaded pack that turns an event's frames into observation rows.
 
 Per frame: the full frame (as the manifest's resize mode frames it), square tiles that cover
-the edges, and a crop around the largest motion blob are classified; together with motion
-evidence they give the frame's ``blank_score`` (docs/vision.md). The event is blank only when
-every frame is. Species come from the most confident crop, rolled up through the taxonomy and
+the edges, and a crop around the largest motion blob are classified, all cut from the frame
+without the camera's info bar (``info_bar.py``); together with motion evidence and the site
+memory's novelty evidence (``site_memory.py``, from the embeddings of the same invokes) they
+give the frame's ``blank_score`` (docs/vision.md). The event is blank only when every frame
+is. Species come from the most confident crop, rolled up through the taxonomy and
 the geofence of the device's location.
 
 An engine is independent of every other engine: a failed load of another pack leaves a
@@ -27,6 +29,9 @@ from PIL import Image
 
 import device
 from device.contracts.protocol import ObservationType, TaxonLevel
+from device.vision import info_bar
+from device.vision.calibration import ThresholdInForce, operating_point_of
+from device.vision.info_bar import NO_BAR, InfoBar
 from device.vision.motion import MotionModel, MotionResult
 from device.vision.pack import ModelPack, PackError, load_pack
 from device.vision.preprocess import (
@@ -41,14 +46,14 @@ from device.vision.preprocess import (
     tile_boxes,
     to_rgb,
 )
-from device.vision.runtime import Model, ModelError
-from device.vision.taxa import Geofence, TaxonIndex, key_level, scientific_name_of
+from device.vision.runtime import Model
+from device.vision.site_memory import NOT_JUDGED, FrameEmbedding, Novelty, SiteMemory, project
+from device.vision.taxa import Geofence, LabelKind, TaxonIndex, key_level, scientific_name_of
 
 if TYPE_CHECKING:
     from device.config import LocationSection, VisionSection
 
 HUMAN_TAXONOMY = "mammalia;primates;hominidae;homo;sapiens"
-EVEN_ODDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,9 @@ class EventVerdict:
     blank_score: float  # 0..1, higher = more surely blank
     is_blank: bool
     frame_errors: dict[str, str]  # media_id -> why that frame could not be classified
+    # media_id -> the frame as the site memory sees it (frames decoded from their JPEG, by a
+    # model with an embedding); what the worker feeds the memory with.
+    embeddings: dict[str, FrameEmbedding] = field(default_factory=dict)
 
 
 @dataclass
@@ -134,12 +142,14 @@ class _Crop:
     scores: np.ndarray
     kinds: dict[str, float]
     nonblank: float
+    embedding: np.ndarray | None  # the model's pooled features for this crop, if it has them
 
 
 @dataclass
 class _FrameResult:
     row: ObservationRow
     blank_score: float
+    embedding: FrameEmbedding | None = None
 
 
 def _norm_box(box: Box, size: tuple[int, int]) -> tuple[float, float, float, float]:
@@ -182,16 +192,16 @@ class VisionEngine:
             species_keys=self.index.species_keys,
         )
         t = pack.thresholds
-        # Without a blank class the classifier's "something is here" evidence is its summed
-        # animal+human+vehicle probability, and the pack's blank threshold (meant for a
-        # blank class) does not apply: a frame is blank when that evidence is below even odds.
-        default_blank = t["blank"] if self.index.has_blank_class else EVEN_ODDS
+        # The blank threshold comes from a calibration table when there is one (chosen by
+        # vision.target_recall), else from the manifest; where it came from is kept so that
+        # status and eval can say it (device/vision/calibration.py has the precedence).
+        self.operating_point: ThresholdInForce = operating_point_of(pack, vision)
         self.thresholds = Thresholds(
             species=vision.species_threshold
             if vision.species_threshold is not None
             else t["species"],
             rollup=vision.rollup_threshold if vision.rollup_threshold is not None else t["rollup"],
-            blank=vision.blank_threshold if vision.blank_threshold is not None else default_blank,
+            blank=self.operating_point.value,
             animal=vision.animal_threshold if vision.animal_threshold is not None else t["animal"],
         )
         self.motion = MotionModel(
@@ -201,6 +211,25 @@ class VisionEngine:
             alpha=vision.background_alpha,
         )
         self._names = self._taxon_names()
+        # Masks of the labels that are evidence of presence, fixed per pack (kind_scores
+        # sums every kind; the blank score needs only these).
+        presence: tuple[LabelKind, ...] = (
+            ("blank",) if self.index.has_blank_class else ("animal", "human", "vehicle")
+        )
+        self._presence_mask = np.zeros(len(pack.labels), bool)
+        for kind in presence:
+            self._presence_mask |= self.index.masks[kind]
+        self._fixed_bar = info_bar.configured(
+            vision.info_bar, vision.info_bar_top, vision.info_bar_bottom
+        )
+        # The embedding space: a memory of one model's vectors means nothing to another.
+        size = model.embedding_size
+        self.embedding_space = None if size is None else f"{self.classified_by}:{size}"
+        # A fresh memory held in RAM (camtrap eval, classify); the agent's worker hands the
+        # engine it serves the deployment's persistent one (``use_site_memory``).
+        self.site_memory: SiteMemory | None = (
+            SiteMemory(vision.site_memory_size) if vision.site_memory and size else None
+        )
         self.load_ms = 0.0
 
     # ----------------------------------------------------------------- loading
@@ -210,10 +239,7 @@ class VisionEngine:
         """Load and verify a pack; raise ``PackError`` (one line) if it cannot serve."""
         start = time.perf_counter()
         loaded = load_pack(Path(pack), device.__version__)
-        try:
-            model = Model(loaded.model_content, threads=vision.threads)
-        except ModelError as exc:
-            raise PackError(f"model pack {pack}: {exc}") from None
+        model = Model.for_pack(loaded, threads=vision.threads)  # PackError naming the pack
         problem = _mismatch(loaded, model)
         if problem:
             raise PackError(f"model pack {pack}: {problem}")
@@ -234,7 +260,7 @@ class VisionEngine:
                     image = to_rgb(im)
             except (OSError, SyntaxError, ValueError) as exc:
                 return f"{golden.name}: cannot decode ({exc})"
-            scores = self._classify(
+            scores, _ = self._classify(
                 image, full_box(image.size, self.pack.resize, self.model.input_size)
             )
             top = np.argsort(-scores)[: golden.top_k]
@@ -267,35 +293,58 @@ class VisionEngine:
 
     # ----------------------------------------------------------------- classification
 
-    def _classify(self, image: Image.Image, box: Box) -> np.ndarray:
+    def _classify(self, image: Image.Image, box: Box) -> tuple[np.ndarray, np.ndarray | None]:
+        """Scores and embedding of one crop, from one invoke."""
         rgb = crop_resize(image, box, self.model.input_size, pad=self.pack.resize == "pad")
-        scores = self.model.run(self.encoder.encode(rgb))
+        scores, embedding = self.model.run_with_embedding(self.encoder.encode(rgb))
         if self.pack.output == "logits":
             e = np.exp(scores - scores.max())
             scores = e / e.sum()
-        return scores
+        return scores, embedding
 
     def _crop(self, name: str, image: Image.Image, box: Box) -> _Crop:
-        scores = self._classify(image, box)
-        kinds = self.index.kind_scores(scores)
-        if self.index.has_blank_class:
-            nonblank = 1.0 - kinds["blank"]
-        else:
-            nonblank = kinds["animal"] + kinds["human"] + kinds["vehicle"]
-        return _Crop(name, box, scores, kinds, min(1.0, max(0.0, nonblank)))
+        scores, embedding = self._classify(image, box)
+        summed = float(scores[self._presence_mask].sum())
+        nonblank = 1.0 - summed if self.index.has_blank_class else summed
+        # The per-kind sums are only needed for the crop that decides (see _row).
+        return _Crop(name, box, scores, {}, min(1.0, max(0.0, nonblank)), embedding)
 
     def crops_for(
-        self, size: tuple[int, int], motion: MotionResult | None
+        self, size: tuple[int, int], motion: MotionResult | None, bar: InfoBar = NO_BAR
     ) -> list[tuple[str, Box]]:
-        boxes = [("full", full_box(size, self.pack.resize, self.model.input_size))]
+        """The crop plan of a frame of ``size``, cut from it without the info bar ``bar``;
+        ``motion``'s box is one of the scene below/above the bar."""
+        left, top, right, bottom = bar.scene_box(size)
+        scene = (right - left, bottom - top)
+
+        def moved(box: Box) -> Box:
+            return (box[0] + left, box[1] + top, box[2] + left, box[3] + top)
+
+        boxes = [("full", moved(full_box(scene, self.pack.resize, self.model.input_size)))]
         if self.vision.tiles:
             tiles = tile_boxes(
-                size, self.vision.tile_fraction, self.vision.tile_overlap, self.vision.max_tiles
+                scene, self.vision.tile_fraction, self.vision.tile_overlap, self.vision.max_tiles
             )
-            boxes += [(f"tile{i}", b) for i, b in enumerate(tiles)]
+            boxes += [(f"tile{i}", moved(b)) for i, b in enumerate(tiles)]
         if self.vision.motion_crop and motion is not None and motion.bbox and motion.evidence > 0:
-            boxes.append(("motion", region_box(size, motion.bbox)))
+            boxes.append(("motion", moved(region_box(scene, motion.bbox))))
         return boxes
+
+    def use_site_memory(self, memory: SiteMemory | None) -> None:
+        """Judge novelty against ``memory`` (the worker's, persisted per deployment) from now on."""
+        self.site_memory = memory if self.embedding_space is not None else None
+
+    def _frame_embedding(self, crops: Sequence[_Crop]) -> FrameEmbedding | None:
+        """The frame at its fixed crop positions (the full frame and the tiles, not the
+        motion crop, whose place changes), for the site memory."""
+        fixed = [c for c in crops if c.name == "full" or c.name.startswith("tile")]
+        if self.embedding_space is None or not fixed or any(c.embedding is None for c in fixed):
+            return None
+        tiles = [c.box for c in fixed if c.name != "full"]
+        grid = f"{len({b[0] for b in tiles})}x{len({b[1] for b in tiles})}" if tiles else "0x0"
+        layout = "+".join(c.name for c in fixed if not c.name.startswith("tile")) + f"|{grid}"
+        vectors = project(np.stack([c.embedding for c in fixed if c.embedding is not None]))
+        return FrameEmbedding(self.embedding_space, f"{layout}|{len(fixed)}", vectors)
 
     def min_short_side(self) -> int:
         side = min(self.model.input_size)
@@ -307,10 +356,16 @@ class VisionEngine:
         motion: MotionResult | None = None,
         media_id: str | None = None,
         crops: Sequence[tuple[str, Box]] | None = None,
+        bar: InfoBar = NO_BAR,
+        novelty: bool = True,
     ) -> _FrameResult:
-        """Classify one decoded frame; ``crops`` overrides the crop plan (benchmarks)."""
+        """Classify one decoded frame; ``crops`` overrides the crop plan (benchmarks).
+
+        ``novelty`` False: the frame is not the camera's view as the site memory knows it
+        (e.g. a grey lores stand-in), so the memory is neither asked nor fed.
+        """
         start = time.perf_counter()
-        plan = crops if crops is not None else self.crops_for(image.size, motion)
+        plan = crops if crops is not None else self.crops_for(image.size, motion, bar)
         results = [self._crop(name, image, box) for name, box in plan]
         n_tiles = sum(1 for c in results if c.name.startswith("tile"))
 
@@ -322,11 +377,18 @@ class VisionEngine:
                 return max(0.0, 1.0 - n_tiles * (1.0 - crop.nonblank))
             return crop.nonblank
 
-        best = max(results, key=evidence)
-        e_cls = evidence(best)
+        looks = [evidence(c) for c in results]
+        best_at = max(range(len(results)), key=looks.__getitem__)
+        best, e_cls = results[best_at], looks[best_at]
         e_mot = motion.evidence if motion is not None else 0.0
-        # Noisy-OR: either source alone may show that something is there (docs/vision.md).
-        blank_score = (1.0 - e_cls) * (1.0 - self.vision.motion_weight * e_mot)
+        embedding = self._frame_embedding(results) if novelty else None
+        memory = self.site_memory
+        judged = memory.novelty(embedding) if memory is not None and embedding else NOT_JUDGED
+        # Noisy-OR: each source alone may show that something is there (docs/vision.md).
+        # Novelty only ever multiplies in a factor <= 1: it can keep a frame, never drop one.
+        blank_score = (
+            (1.0 - e_cls) * (1.0 - self.vision.motion_weight * e_mot) * (1.0 - judged.evidence)
+        )
         is_blank = blank_score >= self.thresholds.blank
         row = self._row(best, blank_score, is_blank, media_id, image.size)
         row.details.update(
@@ -335,16 +397,30 @@ class VisionEngine:
                     "crop": c.name,
                     "box": list(_norm_box(c.box, image.size)),
                     "nonblank": round(c.nonblank, 4),
-                    "evidence": round(evidence(c), 4),
+                    "evidence": round(look, 4),
                 }
-                for c in results
+                for c, look in zip(results, looks, strict=True)
             ],
             motion=None
             if motion is None
-            else {"evidence": round(e_mot, 4), "area": round(motion.area, 5), "bbox": motion.bbox},
+            else {
+                "evidence": round(e_mot, 4),
+                "area": round(motion.area, 5),
+                "bbox": bar.to_frame(motion.bbox) if bar.present and motion.bbox else motion.bbox,
+            },
+            novelty=None if embedding is None else self._describe(judged, results),
             ms=round((time.perf_counter() - start) * 1000, 2),
         )
-        return _FrameResult(row, blank_score)
+        if bar.present:
+            row.details["info_bar"] = bar.describe()
+        if embedding is not None:
+            embedding = replace(embedding, blank_score=blank_score)
+        return _FrameResult(row, blank_score, embedding)
+
+    @staticmethod
+    def _describe(judged: Novelty, crops: Sequence[_Crop]) -> dict[str, Any]:
+        names = [c.name for c in crops if c.name == "full" or c.name.startswith("tile")]
+        return judged.describe(names)
 
     def _row(
         self,
@@ -354,6 +430,8 @@ class VisionEngine:
         media_id: str | None,
         size: tuple[int, int],
     ) -> ObservationRow:
+        if not crop.kinds:
+            crop.kinds = self.index.kind_scores(crop.scores)
         top = np.argsort(-crop.scores)[: self.vision.top_k]
         details: dict[str, Any] = {
             "top": [
@@ -457,7 +535,8 @@ class VisionEngine:
         """One still image, no burst: classifier and crops only. Raises ``ImageError``."""
         start = time.perf_counter()
         image = load_image(Path(path), self.min_short_side())
-        result = self.analyse(image)
+        bar = self._fixed_bar if self._fixed_bar is not None else info_bar.detect_in_image(image)
+        result = self.analyse(image, bar=bar)
         row = result.row
         return ImageResult(
             file=str(path),
@@ -473,8 +552,17 @@ class VisionEngine:
             details=row.details,
         )
 
+    def event_bar(self, frames: Sequence[EventFrame]) -> InfoBar:
+        """The info bar of an event's frames: the configured band, else what the auto rule
+        finds on their lores planes (the widest at each edge, so the planes keep one shape)."""
+        if self._fixed_bar is not None:
+            return self._fixed_bar
+        planes = [f.lores for f in frames if f.lores is not None and f.lores.ndim == 2]
+        return info_bar.union([info_bar.detect(p) for p in planes])
+
     def classify_event(self, frames: Sequence[EventFrame]) -> EventVerdict:
-        motions = self.motion.burst([f.lores for f in frames])
+        bar = self.event_bar(frames)
+        motions = self.motion.burst([None if f.lores is None else bar.cut(f.lores) for f in frames])
         errors: dict[str, str] = {}
         results: list[_FrameResult] = []
         for frame, motion in zip(frames, motions, strict=True):
@@ -495,12 +583,38 @@ class VisionEngine:
             if image is None:
                 errors[frame.media_id] = jpeg_error or "no image"
                 continue
-            result = self.analyse(image, motion if motion.comparisons else None, frame.media_id)
+            frame_bar = bar
+            if self._fixed_bar is None and source == "jpeg":
+                # The decoded photo shows a strip more sharply than its lores plane; the crops
+                # of this frame leave out whatever either finds (motion keeps the event's).
+                frame_bar = info_bar.union([bar, info_bar.detect_in_image(image)])
+            result = self.analyse(
+                image,
+                motion if motion.comparisons else None,
+                frame.media_id,
+                bar=frame_bar,
+                novelty=source == "jpeg",  # a grey stand-in is not the view the memory knows
+            )
             result.row.details["source"] = source
             if jpeg_error:
                 result.row.details["jpeg_error"] = jpeg_error
             results.append(result)
-        return self._verdict(results, motions, errors)
+        verdict = self._verdict(results, motions, errors)
+        verdict.embeddings = {
+            r.row.media_id: r.embedding
+            for r in results
+            if r.embedding is not None and r.row.media_id is not None
+        }
+        return verdict
+
+    def remember_empty_scene(
+        self, event_id: str, verdict: EventVerdict, capture_method: str
+    ) -> int:
+        """Feed this engine's site memory as the agent's worker feeds the deployment's (for
+        ``camtrap eval`` and other runs without a worker); returns how many frames it took."""
+        if self.site_memory is None:
+            return 0
+        return remember_empty_scene(self.site_memory, event_id, verdict, capture_method)
 
     def _verdict(
         self, results: list[_FrameResult], motions: list[MotionResult], errors: dict[str, str]
@@ -552,6 +666,30 @@ class VisionEngine:
         if is_blank:
             event.classification_probability = round(blank_score, 4)
         return EventVerdict([event, *rows], blank_score, is_blank, errors)
+
+
+def shows_empty_scene(verdict: EventVerdict, capture_method: str) -> bool:
+    """Blank events, and timelapse frames with nothing named in them, teach the background
+    model what the empty scene looks like (the worker's rule, and ``camtrap eval``'s)."""
+    if verdict.is_blank:
+        return True
+    top = verdict.observations[0].observation_type
+    return capture_method == "timeLapse" and top not in ("animal", "human", "vehicle")
+
+
+def remember_empty_scene(
+    memory: SiteMemory, event_id: str, verdict: EventVerdict, capture_method: str
+) -> int:
+    """The frames of a classified event that show the empty scene go to ``memory``, by its
+    rule (site_memory.py: timelapse frames with nothing named, confident blanks)."""
+    top = verdict.observations[0].observation_type if verdict.observations else "unclassified"
+    return memory.learn_from_event(
+        event_id,
+        verdict.embeddings,
+        timelapse=capture_method == "timeLapse",
+        blank_event=verdict.is_blank,
+        named=top in ("animal", "human", "vehicle"),
+    )
 
 
 def _mismatch(pack: ModelPack, model: Model) -> str | None:

@@ -7,11 +7,17 @@ policy and the upload order in one transaction. Events closed but not yet classi
 the agent stopped are picked up again on start.
 
 A blank event is never deleted: its metadata row (observationType ``blank``) always stays;
-``vision.blank_media_policy`` decides whether its frames are kept (``keep``), reduced to a
-thumbnail (``thumbnail``, the default) or removed (``delete``); ``device.store.verdicts``
-applies it.
+``vision.blank_media_policy`` decides what its frames become: held whole until retention needs
+the room, sent last and never over a metered link (``defer``, the default: a verdict of this
+worker destroys nothing), kept and sent last (``keep``), reduced to a thumbnail
+(``thumbnail``) or removed (``delete``); ``device.store.verdicts`` applies it.
 
 The serving engine changes only through ``serve`` (start-up load, OTA swap, rollback).
+
+The worker owns the deployment's site memory (``site_memory.py``): it lends it to whichever
+engine serves (before each event, since an OTA swap may have changed the engine), feeds it the
+frames of each event that show the empty scene, loads it when the thread starts and saves it
+now and then (the memory's own rule: not every frame, SD cards die from writes) and at stop.
 """
 
 from __future__ import annotations
@@ -34,7 +40,16 @@ from device.store.media import MediaRow, StoredFile
 from device.store.thumbs import make_thumbnail
 from device.store.verdicts import EventToClassify, Verdict
 from device.store.vocabulary import MediaState
-from device.vision.engine import EventFrame, EventVerdict, ObservationRow, ServingEngine
+from device.vision.engine import (
+    EventFrame,
+    EventVerdict,
+    ObservationRow,
+    ServingEngine,
+    VisionEngine,
+    remember_empty_scene,
+    shows_empty_scene,
+)
+from device.vision.site_memory import SiteMemory, site_of
 
 if TYPE_CHECKING:
     from device.config import Settings
@@ -79,11 +94,14 @@ class ClassificationWorker(threading.Thread):
         engine: ServingEngine | None,
         *,
         clock: Callable[[], datetime] | None = None,
+        site_memory: SiteMemory | None = None,
     ) -> None:
-        """``clock`` gives the classification timestamp (local time with its offset)."""
+        """``clock`` gives the classification timestamp (local time with its offset);
+        ``site_memory`` is the deployment's memory of its empty scene (None: no novelty)."""
         super().__init__(name="vision", daemon=True)
         self.settings = settings
         self.store = store
+        self.site_memory = site_memory
         self.clock = clock or (lambda: local_now(settings.device.timezone))
         self._engine = engine
         self._engine_lock = threading.Lock()
@@ -137,6 +155,15 @@ class ClassificationWorker(threading.Thread):
     # -- the thread -------------------------------------------------------------------------------
 
     def run(self) -> None:
+        if self.site_memory is not None:
+            self.site_memory.load()
+        try:
+            self._serve_queue()
+        finally:
+            if self.site_memory is not None and self.site_memory.dirty:
+                self.site_memory.save()
+
+    def _serve_queue(self) -> None:
         while True:
             event_id = self.queue.get()
             if event_id == _STOP:
@@ -167,15 +194,18 @@ class ClassificationWorker(threading.Thread):
         ]
         thumbs = self._thumbnails(todo.media)
         engine = self.engine
+        self._lend_site_memory(engine)
         verdict = None if engine is None else engine.classify_event(frames)
         if (
             engine is not None
             and verdict is not None
-            and self._shows_empty_scene(verdict, todo.event.capture_method)
+            and shows_empty_scene(verdict, todo.event.capture_method)
         ):
             for frame in frames:
                 if frame.lores is not None:
                     engine.learn_background(frame.lores)
+        if verdict is not None:
+            self._feed_site_memory(event_id, verdict, todo.event.capture_method)
         removed = self.store.record_verdict(
             Verdict(
                 event_id=event_id,
@@ -194,6 +224,23 @@ class ClassificationWorker(threading.Thread):
             path.unlink(missing_ok=True)
         self._count(verdict)
 
+    def _lend_site_memory(self, serving: ServingEngine | None) -> None:
+        """The serving engine judges novelty against the deployment's memory (or none, when
+        vision.site_memory was turned off)."""
+        memory = self.site_memory if self.settings.vision.site_memory else None
+        # The OTA room's guard stands in for the engine it serves and exposes it as .engine.
+        engine = serving if isinstance(serving, VisionEngine) else getattr(serving, "engine", None)
+        if isinstance(engine, VisionEngine) and engine.site_memory is not memory:
+            engine.use_site_memory(memory)
+
+    def _feed_site_memory(self, event_id: str, verdict: EventVerdict, capture_method: str) -> None:
+        memory = self.site_memory
+        if memory is None or not self.settings.vision.site_memory:
+            return
+        memory.move_to(site_of(self.settings))  # a relocation starts the memory over
+        remember_empty_scene(memory, event_id, verdict, capture_method)
+        memory.maybe_save()
+
     def _stored_file(self, frame: MediaRow) -> Path | None:
         if frame.state is not MediaState.STORED or not frame.path:
             return None
@@ -202,15 +249,6 @@ class ClassificationWorker(threading.Thread):
     def _take_lores(self, media_id: str) -> np.ndarray | None:
         with self._lores_lock:
             return self._lores.pop(media_id, None)
-
-    @staticmethod
-    def _shows_empty_scene(verdict: EventVerdict, capture_method: str) -> bool:
-        """Blank events, and timelapse frames with nothing named in them, teach the
-        background model what the empty scene looks like."""
-        if verdict.is_blank:
-            return True
-        top = verdict.observations[0].observation_type
-        return capture_method == "timeLapse" and top not in ("animal", "human", "vehicle")
 
     def _thumbnails(self, media: list[MediaRow]) -> dict[str, StoredFile]:
         """media_id -> the thumbnail just written for it (the store records it)."""
