@@ -160,3 +160,33 @@ def test_site_memory_off_in_the_config_means_no_memory(tmp_path):
     engine = VisionEngine.load(embedding_pack(tmp_path / "p"), vision, LocationSection())
     assert engine.site_memory is None
     assert engine.analyse(picture(2)).row.details["novelty"]["remembered"] == 0
+
+
+@pytest.mark.parametrize(
+    ("is_blank", "scores", "remembered"),
+    [
+        (False, (0.97, 0.96), 2),  # nothing is called blank (the default table), yet all sure
+        (True, (0.97, 0.90), 0),  # called blank at a low threshold, but one frame is unsure
+        (True, (0.99, 0.98), 2),
+    ],
+    ids=["confident-under-no-threshold", "called-blank-not-confident", "called-and-confident"],
+)
+def test_what_the_memory_learns_does_not_move_with_the_threshold_in_force(
+    is_blank, scores, remembered
+):
+    """Frames of an event teach the memory when every one is a confident blank (>= 0.95),
+    whether or not the threshold in force calls the event blank."""
+    from device.vision.engine import EventVerdict, ObservationRow, remember_empty_scene
+    from device.vision.site_memory import FrameEmbedding
+
+    rng = np.random.default_rng(7)
+    frames = {
+        f"m{i}": FrameEmbedding("m@1:8", "full", rng.normal(size=(1, 8)).astype(np.float32), s)
+        for i, s in enumerate(scores)
+    }
+    verdict = EventVerdict(
+        [ObservationRow.unclassified("m@1", {})], min(scores), is_blank, {}, frames
+    )
+    memory = SiteMemory(capacity=10)
+    assert remember_empty_scene(memory, "e1", verdict, "activityDetection") == remembered
+    assert len(memory) == remembered

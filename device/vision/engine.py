@@ -47,7 +47,14 @@ from device.vision.preprocess import (
     to_rgb,
 )
 from device.vision.runtime import Model
-from device.vision.site_memory import NOT_JUDGED, FrameEmbedding, Novelty, SiteMemory, project
+from device.vision.site_memory import (
+    CONFIDENT_BLANK,
+    NOT_JUDGED,
+    FrameEmbedding,
+    Novelty,
+    SiteMemory,
+    project,
+)
 from device.vision.taxa import Geofence, LabelKind, TaxonIndex, key_level, scientific_name_of
 
 if TYPE_CHECKING:
@@ -687,7 +694,9 @@ def remember_empty_scene(
         event_id,
         verdict.embeddings,
         timelapse=capture_method == "timeLapse",
-        blank_event=verdict.is_blank,
+        # Every frame confidently blank, whatever threshold is in force: what the memory
+        # holds must not change when a calibration does (the default one calls nothing blank).
+        blank_event=verdict.blank_score >= CONFIDENT_BLANK,
         named=top in ("animal", "human", "vehicle"),
     )
 

@@ -8,9 +8,10 @@ Novelty is evidence of presence only: the engine multiplies it into the noisy-OR
 (``blank_score = (1 - e_cls) * (1 - w * e_motion) * (1 - e_novelty)``), so it can keep a frame,
 never remove one.
 
-**What is remembered.** Frames of timelapse captures with nothing named in them; frames of a
-blank event whose own blank score is at least ``CONFIDENT_BLANK`` (0.95, the blank threshold
-Wildlife Insights uses for its blank class); and human-confirmed blanks (``remember`` with
+**What is remembered.** Frames of timelapse captures with nothing named in them; frames of an
+event whose every frame scores at least ``CONFIDENT_BLANK`` (0.95, the blank threshold
+Wildlife Insights uses for its blank class), whatever blank threshold is in force, so what is
+remembered does not move with a calibration; and human-confirmed blanks (``remember`` with
 reason "confirmed"; the agent has no path yet that brings a reviewer's verdict back to the
 trap). At most ``vision.site_memory_size`` frames; when full, the oldest goes (the memory
 follows the season).
