@@ -244,6 +244,9 @@ class NamedEngine:
     def learn_background(self, lores) -> None:  # type: ignore[no-untyped-def]
         pass
 
+    def use_site_memory(self, memory):  # type: ignore[no-untyped-def]
+        pass  # it sees what it is told, not the scene
+
 
 def test_the_worker_stamps_verdicts_with_its_clock_and_classifies_with_the_engine_it_serves(
     tmp_path,

@@ -195,3 +195,21 @@ def test_the_reset_site_memory_command_reaches_the_agents_memory(tmp_path):
         assert handler.handle(encode(command)) == "duplicate"
     finally:
         agent.camera.close()
+
+
+def test_an_engine_the_guard_swaps_in_later_judges_against_the_same_memory(tmp_path, engine):
+    """A model update (or a rollback) between two events must not leave an event without
+    the deployment's memory: the guard hands it to every engine it serves."""
+    settings = settings_for(tmp_path)
+    memory = memory_for(settings)
+    guard = EngineGuard(engine)
+    guard.use_site_memory(memory)
+    newer = VisionEngine.load(engine.pack.path, settings.vision, settings.location)
+    assert newer.site_memory is not memory
+    guard.swap(newer, trial=1)
+    assert newer.site_memory is memory
+    rebuilt = VisionEngine.load(engine.pack.path, settings.vision, settings.location)
+    guard.replace(rebuilt)
+    assert rebuilt.site_memory is memory
+    guard.use_site_memory(None)  # site memory turned off: the fallback loses it too
+    assert rebuilt.site_memory is None and engine.site_memory is None

@@ -9,8 +9,10 @@ the ``current`` symlink back). After ``trial`` good events the previous engine i
 
 The worker holds the guard as its serving engine (``ClassificationWorker.serve(guard)``): it
 offers exactly what the worker uses of a ``VisionEngine`` (``classify_event``,
-``learn_background``) and what the heartbeat reports (``classified_by``), each answered by the
-engine serving at that moment. Everything else of the engine is read from ``guard.engine``.
+``learn_background``, ``use_site_memory``) and what the heartbeat reports (``classified_by``),
+each answered by the engine serving at that moment. The site memory the worker lends is kept
+and handed to every engine the guard serves later (a swap, a rebuild, a rollback), so no event
+is judged without it. Everything else of the engine is read from ``guard.engine``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from device.vision.engine import EventFrame, EventVerdict, VisionEngine
+    from device.vision.site_memory import SiteMemory
 
 log = logging.getLogger("camtrap.ota")
 
@@ -37,6 +40,8 @@ class EngineGuard:
         self._fallback: VisionEngine | None = None
         self._trial_left = 0
         self._on_trial: TrialCallback | None = None
+        self._memory_lent = False  # until the worker lends one, engines keep their own
+        self._site_memory: SiteMemory | None = None
 
     @property
     def engine(self) -> VisionEngine | None:
@@ -60,7 +65,7 @@ class EngineGuard:
         """Serve ``engine`` from now on; returns the engine it replaced."""
         with self._lock:
             old = self._engine
-            self._engine = engine
+            self._engine = self._lend(engine)
             self._fallback = old if trial > 0 else None
             self._trial_left = trial
             self._on_trial = on_trial
@@ -71,7 +76,7 @@ class EngineGuard:
     def replace(self, engine: VisionEngine) -> None:
         """Serve a rebuilt engine of the same pack (new thresholds); a trial carries on."""
         with self._lock:
-            self._engine = engine
+            self._engine = self._lend(engine)
 
     def rearm(self, fallback: VisionEngine, trial: int, on_trial: TrialCallback) -> None:
         """Resume a trial after a restart: the serving engine is on probation again."""
@@ -111,6 +116,19 @@ class EngineGuard:
                 if callback is not None:
                     callback(True, "")
             return verdict
+
+    def use_site_memory(self, memory: SiteMemory | None) -> None:
+        """The deployment's site memory, for the engine serving now and every later one."""
+        with self._lock:
+            self._memory_lent, self._site_memory = True, memory
+            for engine in (self._engine, self._fallback):
+                if engine is not None:
+                    engine.use_site_memory(memory)
+
+    def _lend(self, engine: VisionEngine) -> VisionEngine:
+        if self._memory_lent:
+            engine.use_site_memory(self._site_memory)
+        return engine
 
     def learn_background(self, lores: np.ndarray) -> None:
         """The worker's empty-scene frames teach the serving engine's motion model."""

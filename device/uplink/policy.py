@@ -79,10 +79,6 @@ class SyncPolicy:
             return Allowance(_METERED[self.metered_policy], METERED_MAX_PRIORITY)
         return EVERYTHING
 
-    def kinds(self, link_type: str) -> tuple[ItemKind, ...]:
-        """The kinds alone (``allowance`` also caps the priority on a metered link)."""
-        return self.allowance(link_type).kinds
-
     def sent(self, nbytes: int) -> None:
         self._roll_day()
         self._sent += nbytes

@@ -45,7 +45,6 @@ from device.vision.engine import (
     EventVerdict,
     ObservationRow,
     ServingEngine,
-    VisionEngine,
     remember_empty_scene,
     shows_empty_scene,
 )
@@ -227,11 +226,8 @@ class ClassificationWorker(threading.Thread):
     def _lend_site_memory(self, serving: ServingEngine | None) -> None:
         """The serving engine judges novelty against the deployment's memory (or none, when
         vision.site_memory was turned off)."""
-        memory = self.site_memory if self.settings.vision.site_memory else None
-        # The OTA room's guard stands in for the engine it serves and exposes it as .engine.
-        engine = serving if isinstance(serving, VisionEngine) else getattr(serving, "engine", None)
-        if isinstance(engine, VisionEngine) and engine.site_memory is not memory:
-            engine.use_site_memory(memory)
+        if serving is not None:
+            serving.use_site_memory(self.site_memory if self.settings.vision.site_memory else None)
 
     def _feed_site_memory(self, event_id: str, verdict: EventVerdict, capture_method: str) -> None:
         memory = self.site_memory
