@@ -6,6 +6,7 @@ The counts come from the store's repositories over a read-only connection
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from device import __version__
@@ -21,7 +22,7 @@ from device.store.media import Media
 from device.store.outbox import Outbox
 from device.store.store import SPOOL_DIR, free_bytes
 from device.vision.calibration import operating_point_of
-from device.vision.pack import PackError, load_pack
+from device.vision.pack import ModelPack, PackError, load_pack
 
 
 def collect(settings: Settings) -> dict[str, Any]:
@@ -53,8 +54,10 @@ def collect(settings: Settings) -> dict[str, Any]:
         "store": health.as_dict(),
         "media_files": health.media_files,
         "exit_code": health.exit_code,
-        "blank_filter": blank_filter(settings),
     }
+    pack, problem = _serving_pack(settings)
+    report["model"] = model_section(settings, pack, problem)
+    report["blank_filter"] = blank_filter(settings, pack, problem)
     if conn is None:
         return report
     try:
@@ -68,7 +71,40 @@ def collect(settings: Settings) -> dict[str, Any]:
     return report
 
 
-def blank_filter(settings: Settings) -> dict[str, Any]:
+def _serving_pack(settings: Settings) -> tuple[ModelPack | None, str | None]:
+    """The pack the agent would load (verified, never run) or why there is none."""
+    if not settings.vision.enabled:
+        return None, "vision.enabled is false: nothing is classified"
+    try:
+        pack = load_pack(active_pack_path(settings), backbones=[Path(settings.vision.pack)])
+    except PackError as exc:
+        return None, str(exc)
+    return pack, None
+
+
+def model_section(
+    settings: Settings, pack: ModelPack | None = None, problem: str | None = None
+) -> dict[str, Any]:
+    """What classifies this trap's events: the pack and its ``classified_by`` (for a head,
+    ``backbone@version+head@version``), the head and the backbone it runs on."""
+    if pack is None and problem is None:
+        pack, problem = _serving_pack(settings)
+    if pack is None:
+        return {"pack": None, "classified_by": None, "kind": None, "problem": problem}
+    return {
+        "pack": str(pack.path),
+        "classified_by": pack.classified_by,
+        "kind": pack.kind,
+        "head": f"{pack.name}@{pack.version}" if pack.head is not None else None,
+        "backbone": pack.model_from if pack.head is not None else None,
+        "backbone_pack": str(pack.backbone_path) if pack.backbone_path is not None else None,
+        "problem": None,
+    }
+
+
+def blank_filter(
+    settings: Settings, pack: ModelPack | None = None, problem: str | None = None
+) -> dict[str, Any]:
     """What a blank verdict means on this trap: the policy, and the threshold the pack the
     agent would load serves with (and where it came from). Reads the pack, never the model."""
     vision = settings.vision
@@ -80,19 +116,31 @@ def blank_filter(settings: Settings) -> dict[str, Any]:
         "source": None,
         "problem": None,
     }
+    if pack is None and problem is None:
+        pack, problem = _serving_pack(settings)
     if not vision.enabled:
-        out["problem"] = "vision.enabled is false: nothing is classified"
+        out["problem"] = problem
         return out
-    pack_path = active_pack_path(settings)
-    out["pack"] = str(pack_path)
+    out["pack"] = str(active_pack_path(settings))
+    if pack is None:
+        out["problem"] = problem
+        return out
     try:
-        point = operating_point_of(load_pack(pack_path), vision)
+        point = operating_point_of(pack, vision)
     except PackError as exc:
         out["problem"] = str(exc)
         return out
     out["threshold"] = None if point.calls_nothing_blank else point.value
     out["source"] = point.describe()
     return out
+
+
+def _model_line(model: dict[str, Any]) -> str:
+    if not model.get("classified_by"):
+        return f"NONE: {model.get('problem')}"
+    if model.get("head"):
+        return f"head {model['head']} on backbone {model['backbone']} ({model['pack']})"
+    return f"{model['classified_by']} ({model['pack']})"
 
 
 def _blank_filter_line(blank: dict[str, Any]) -> str:
@@ -177,6 +225,7 @@ def render(report: dict[str, Any]) -> str:
         ("media files", report.get("media_files", 0)),
         ("outbox pending", count(report["outbox_pending"])),
         ("deferred blanks", _deferred_line(report.get("deferred_blanks"))),
+        ("model", _model_line(report.get("model") or {})),
         ("blank filter", _blank_filter_line(report["blank_filter"])),
         ("free disk", f"{free / 1e9:.2f} GB" if free is not None else "unknown (data dir gone)"),
         ("clock", f"{clock['source']} ({'synced' if clock['synced'] else 'NOT synced'})"),

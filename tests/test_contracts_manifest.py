@@ -174,7 +174,10 @@ def test_an_ota_offer_whose_expiry_has_no_offset_is_refused_before_any_download(
         ({"expires": "2001-01-01T00:00:00+00:00"}, "expired at 2001-01-01T00:00:00+00:00"),
         ({"golden": []}, "an OTA pack must carry golden images for its self-test"),
         ({"min_agent_version": "99.0"}, "needs agent 99.0 or newer, this is 0.1.0"),
-        ({"format": "camtrap-model-pack/2"}, "manifest format is not 'camtrap-model-pack/1'"),
+        (
+            {"format": "camtrap-model-pack/3"},
+            "manifest format is not 'camtrap-model-pack/1' or 'camtrap-model-pack/2'",
+        ),
     ],
 )
 def test_an_ota_offer_is_judged_by_the_manifest_rules(tmp_path, changes, detail):

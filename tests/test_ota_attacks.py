@@ -112,7 +112,7 @@ def test_a_replayed_older_version_is_refused_even_though_its_signature_is_good(t
         assert trap.serving == f"{PACK_NAME}@1.1.0"
         # The floor is on disk: a fresh service (an agent restart) refuses it as well.
         state = json.loads(Layout.of(trap.settings).state_path.read_text())
-        assert state["floor_version"] == "1.1.0"
+        assert state["floors"] == {PACK_NAME: "1.1.0"}
 
 
 def test_an_expired_manifest_is_refused(tmp_path, broker):

@@ -1,4 +1,11 @@
-"""The model-pack manifest (``camtrap-model-pack/1``, docs/model-pack.md) as one pydantic model.
+"""The model-pack manifest (``camtrap-model-pack/1`` and ``/2``, docs/model-pack.md) as one
+pydantic model.
+
+Format 2 adds the pack's ``kind``: a ``full`` model (format 1 is always one), a ``backbone``
+(a model whose output is an embedding, which serves no verdict alone) or a ``head`` (labels,
+kinds, thresholds and int8 or float16 weights applied to a named backbone's embedding; the
+backbone is referenced by the sha256 of its model file, so a head can never be combined with
+a model it was not fitted on).
 
 Loading a pack on the device, verifying an over-the-air offer and signing or publishing in the
 cloud all read a manifest through ``Manifest.from_document`` and so apply the same rules:
@@ -38,14 +45,21 @@ from device.contracts.versions import Version, parse_version
 
 __all__ = [
     "FORMAT",
+    "FORMATS",
+    "FORMAT_V2",
+    "HEAD_KINDS",
+    "HEAD_WEIGHTS",
     "LABEL_FORMATS",
     "MANIFEST_FILES",
     "MODEL_OUTPUTS",
+    "PACK_KINDS",
     "RESIZE_MODES",
+    "BackboneRef",
     "EmbeddingSpec",
     "FileEntry",
     "FileRef",
     "GoldenSpec",
+    "HeadSpec",
     "LabelsSpec",
     "Manifest",
     "ModelSpec",
@@ -56,6 +70,14 @@ __all__ = [
 ]
 
 FORMAT = "camtrap-model-pack/1"
+# Format 2: packs that say their kind. A full pack is still written as format 1, so that every
+# agent ever shipped reads it; backbones and heads need an agent that knows format 2.
+FORMAT_V2 = "camtrap-model-pack/2"
+FORMATS = (FORMAT, FORMAT_V2)
+PACK_KINDS = ("full", "backbone", "head")
+# What each class of a head is evidence of (device.contracts.taxa kinds).
+HEAD_KINDS = ("blank", "animal", "human", "vehicle", "object")
+HEAD_WEIGHTS = ("int8", "float16")
 LABEL_FORMATS = ("plain", "imagenet_wnid_tab_name", "speciesnet")
 RESIZE_MODES = ("center_crop", "squash", "pad")
 MODEL_OUTPUTS = ("probabilities", "logits")
@@ -176,6 +198,24 @@ class ModelSpec(FileRef):
     embedding: EmbeddingSpec | None = None
 
 
+class BackboneRef(_Part):
+    """The model a head was fitted on: the sha256 of its model file (the identity that
+    counts), and its name, version and embedding size (for people and early refusals)."""
+
+    name: str = Field(min_length=1)
+    version: VersionText
+    sha256: Annotated[str, AfterValidator(_lower_sha256)]
+    embedding_size: int = Field(ge=1)
+
+
+class HeadSpec(FileRef):
+    """A head's weights (``file``, device.contracts.head) and the kind of each class, in
+    label order."""
+
+    weights: Annotated[str, _one_of("head weights", HEAD_WEIGHTS)] = "int8"
+    kinds: list[Annotated[str, _one_of("head class kind", HEAD_KINDS)]] = Field(min_length=2)
+
+
 class LabelsSpec(FileRef):
     format: LabelFormat = "plain"
 
@@ -204,13 +244,18 @@ _EMPTY_MEANS_ABSENT = (
 
 class Manifest(_Part):
     format: str
+    kind: Annotated[str, _one_of("pack kind", PACK_KINDS)] = "full"
     name: str = Field(min_length=1)
     version: VersionText
     min_agent_version: VersionText | None = None
     created: str | None = None
     expires: ExpiryTime = None
-    model: ModelSpec
-    labels: LabelsSpec
+    # full and backbone packs: the TFLite model. A head has none: it names its backbone.
+    model: ModelSpec | None = None
+    # full and head packs: one label per class. A backbone has no classes.
+    labels: LabelsSpec | None = None
+    backbone: BackboneRef | None = None  # heads only
+    head: HeadSpec | None = None  # heads only
     taxonomy: FileRef | None = None
     geofence: FileRef | None = None
     # The blank-threshold table (device.contracts.calibration), measured on a named set.
@@ -230,9 +275,29 @@ class Manifest(_Part):
     @field_validator("format")
     @classmethod
     def _this_format(cls, value: str) -> str:
-        if value != FORMAT:
-            raise ValueError(f"manifest format is not {FORMAT!r}")
+        if value not in FORMATS:
+            raise ValueError(f"manifest format is not {FORMAT!r} or {FORMAT_V2!r}")
         return value
+
+    @model_validator(mode="after")
+    def _parts_of_its_kind(self) -> Manifest:
+        if self.kind != "full" and self.format == FORMAT:
+            raise ValueError(f"a {self.kind} pack needs format {FORMAT_V2!r}")
+        if self.kind == "head":
+            if self.model is not None:
+                raise ValueError("a head pack has no model: it names its backbone")
+            if self.backbone is None or self.head is None or self.labels is None:
+                raise ValueError("a head pack needs backbone, head and labels")
+        else:
+            if self.model is None:
+                raise ValueError(f"manifest: model is missing (a {self.kind} pack needs one)")
+            if self.backbone is not None or self.head is not None:
+                raise ValueError(f"a {self.kind} pack cannot have backbone or head")
+            if self.kind == "full" and self.labels is None:
+                raise ValueError("manifest: labels is missing")
+            if self.kind == "backbone" and self.model.embedding is None:
+                raise ValueError("a backbone pack needs model.embedding (its output)")
+        return self
 
     @field_validator("thresholds", mode="before")
     @classmethod
@@ -274,6 +339,7 @@ class Manifest(_Part):
         refs: list[FileRef | None] = [
             self.model,
             self.labels,
+            self.head,
             self.taxonomy,
             self.geofence,
             self.calibration,
@@ -286,7 +352,21 @@ class Manifest(_Part):
 
     @property
     def classified_by(self) -> str:
-        return f"{self.name}@{self.version}"
+        """``name@version``; a head names its backbone first: ``backbone@v+head@v``."""
+        own = f"{self.name}@{self.version}"
+        if self.backbone is not None:
+            return f"{self.backbone.name}@{self.backbone.version}+{own}"
+        return own
+
+    @property
+    def model_sha256(self) -> str | None:
+        """The sha256 of this pack's model file: what a head's ``backbone.sha256`` names.
+        For a head, the backbone it needs."""
+        if self.backbone is not None:
+            return self.backbone.sha256
+        if self.model is None:
+            return None
+        return self.files[self.model.file].sha256
 
     # -- the checks that depend on who asks, and when -----------------------------------------
 

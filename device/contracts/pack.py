@@ -1,4 +1,5 @@
-"""Model packs (format ``camtrap-model-pack/1``, docs/model-pack.md): read, verify, write.
+"""Model packs (formats ``camtrap-model-pack/1`` and ``/2``, docs/model-pack.md): read,
+verify, write.
 
 A pack is a directory or a tar. Every file the pack uses must be listed in the manifest's
 ``files`` with its sha256 (and size), and must match, before anything is parsed: a model file
@@ -18,14 +19,22 @@ import shutil
 import tarfile
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, cast
 
 from device.contracts.hashing import sha256_hex
-from device.contracts.manifest import FORMAT, LABEL_FORMATS, Manifest, PackError, safe_name
-from device.contracts.taxa import Taxon, guess_kind
+from device.contracts.head import HeadWeights
+from device.contracts.manifest import (
+    FORMAT,
+    FORMAT_V2,
+    LABEL_FORMATS,
+    Manifest,
+    PackError,
+    safe_name,
+)
+from device.contracts.taxa import LabelKind, Taxon, guess_kind
 
 __all__ = [
     "DEFAULT_PACK_DIR",
@@ -110,9 +119,14 @@ class PackContents:
     document: dict[str, Any]  # manifest.json as written: what a signature covers
     manifest: Manifest
     files: dict[str, bytes]
-    labels: list[tuple[str, str]]  # (label id, display name) per model output, in order
+    labels: list[tuple[str, str]]  # (label id, display name) per class, in order ([]: backbone)
     taxa: list[Taxon]  # one per label, same order
     geofence: dict[str, Any]
+    head: HeadWeights | None = None  # a head pack's weights, checked against its manifest
+
+    @property
+    def kind(self) -> str:
+        return self.manifest.kind
 
 
 def verify_files(source: PackSource, manifest: Manifest) -> dict[str, bytes]:
@@ -203,22 +217,45 @@ def _read(path: Path, agent_version: str | None, now: datetime | None) -> PackCo
         manifest.check_agent(agent_version)
     manifest.check_expiry(now)
     files = verify_files(source, manifest)
+    spec = manifest.labels
     try:
-        labels = parse_labels(files[manifest.labels.file].decode("utf-8"), manifest.labels.format)
+        labels = parse_labels(files[spec.file].decode("utf-8"), spec.format) if spec else []
         taxonomy = json.loads(files[manifest.taxonomy.file]) if manifest.taxonomy else None
         geofence = json.loads(files[manifest.geofence.file]) if manifest.geofence else {}
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PackError(f"labels, taxonomy or geofence unreadable ({exc})") from exc
     if not isinstance(geofence, dict):
         raise PackError("geofence: must be a JSON object keyed by taxonomy")
+    taxa = _taxa(labels, spec.format, taxonomy) if spec else []
+    head = _head(manifest, files, labels)
+    if head is not None and manifest.head is not None:
+        # The head says what each class is evidence of; that beats a guess from its name.
+        taxa = [
+            replace(t, kind=cast(LabelKind, k))
+            for t, k in zip(taxa, manifest.head.kinds, strict=True)
+        ]
     return PackContents(
         path=path,
         document=document,
         manifest=manifest,
         files=files,
         labels=labels,
-        taxa=_taxa(labels, manifest.labels.format, taxonomy),
+        taxa=taxa,
         geofence=geofence,
+        head=head,
+    )
+
+
+def _head(
+    manifest: Manifest, files: dict[str, bytes], labels: list[tuple[str, str]]
+) -> HeadWeights | None:
+    spec, backbone = manifest.head, manifest.backbone
+    if spec is None or backbone is None:
+        return None
+    if len(spec.kinds) != len(labels):
+        raise PackError(f"head.kinds has {len(spec.kinds)} entries for {len(labels)} labels")
+    return HeadWeights.from_bytes(
+        files[spec.file], spec.weights, len(labels), backbone.embedding_size
     )
 
 
@@ -229,14 +266,16 @@ def file_entry(data: bytes) -> dict[str, Any]:
 def write_pack(out_dir: Path, manifest: dict[str, Any], files: Mapping[str, bytes]) -> Path:
     """Write ``files`` and a manifest listing their checksums; the pack is read back to check.
 
-    The caller's manifest supplies everything but ``format`` and ``files``. The directory must
-    not exist yet or be empty; nothing is left behind if the pack does not verify.
+    The caller's manifest supplies everything but ``format`` and ``files``: a full pack is
+    written as format 1 (every agent reads it), a backbone or a head as format 2. The
+    directory must not exist yet or be empty; nothing is left behind if the pack does not
+    verify.
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise PackError(f"{out_dir}: exists and is not empty")
     full = {
-        "format": FORMAT,
+        "format": FORMAT if manifest.get("kind", "full") == "full" else FORMAT_V2,
         **manifest,
         "files": {safe_name(n): file_entry(b) for n, b in sorted(files.items())},
     }

@@ -1,4 +1,4 @@
-"""``camtrap ota status``: what the OTA side of this trap believes (packs, floor, trial, keys)."""
+"""``camtrap ota status``: what the OTA side of this trap believes (packs, floors, trial, keys)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from device.config import Settings
+    from device.ota.state import OtaState
 
 
 def ota_status(settings: Settings) -> dict[str, Any]:
@@ -27,13 +28,23 @@ def ota_status(settings: Settings) -> dict[str, Any]:
         "active_pack": str(active_pack_path(settings)),
         "current": layout.link_target(layout.current),
         "previous": layout.link_target(layout.previous),
-        "floor_version": state.floor_version if state else None,
-        "failed_versions": state.failed if state else {},
+        # Anti-rollback is per pack name: {name: the highest version ever switched to}.
+        "floors": _floors(state),
+        "failed_packs": state.failed if state else {},
         "trial": state.trial.__dict__ if state and state.trial else None,
         "config_version": state.config_version if state else 0,
         "trusted_key_ids": keys,
         "trusted_keys_error": key_error,
     }
+
+
+def _floors(state: OtaState | None) -> dict[str, str]:
+    if state is None:
+        return {}
+    floors = dict(state.floors)
+    if state.legacy_floor is not None:  # the agent migrates it when its OTA service starts
+        floors["(any pack: an older agent's floor)"] = state.legacy_floor
+    return floors
 
 
 def cmd_status(args: argparse.Namespace, load: Callable[[], Settings]) -> int:
@@ -57,6 +68,6 @@ def cmd_status(args: argparse.Namespace, load: Callable[[], Settings]) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ota", help="over-the-air updates: installed packs and state")
     osub = p.add_subparsers(dest="ota_command", required=True)
-    q = osub.add_parser("status", help="active pack, anti-rollback floor, trial, trusted keys")
+    q = osub.add_parser("status", help="active pack, anti-rollback floors, trial, trusted keys")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_status)

@@ -2,11 +2,12 @@
 
 Order matters and is the security argument (docs/ota.md): nothing from the network is used
 before the manifest's signature verified against a trusted key; nothing is downloaded for a
-version that is not strictly newer than the anti-rollback floor or whose manifest expired; no
-file is kept unless its size and sha256 are the signed manifest's; ``current`` moves only to a
-complete, fsync'd directory that passed the golden self-test. The manifest is read by the same
-``Manifest`` model that loads packs and that the cloud signs with, so the three never disagree
-on what a valid manifest is.
+version that is not strictly newer than its pack name's anti-rollback floor or whose manifest
+expired, for a head whose backbone is not the one serving, or for a backbone pack (which gives
+no verdict alone); no file is kept unless its size and sha256 are the signed manifest's;
+``current`` moves only to a complete, fsync'd directory that passed the golden self-test. The
+manifest is read by the same ``Manifest`` model that loads packs and that the cloud signs
+with, so the three never disagree on what a valid manifest is.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ from device.contracts.signing import SignatureError, verify_manifest
 from device.contracts.versions import newer, parse_version
 from device.ota import layout as layout_mod
 from device.ota.download import Downloader, DownloadError, file_url
-from device.ota.layout import Layout
+from device.ota.layout import Layout, stated_manifest
 from device.ota.reports import Reporter
-from device.ota.state import StateFile, Trial
+from device.ota.state import StateFile, Trial, pack_id
 
 if TYPE_CHECKING:
     from device.config import Settings
@@ -93,34 +94,47 @@ class ModelUpdater:
     # -- start-up --------------------------------------------------------------------------
 
     def reconcile(self) -> None:
-        """After a restart: clear crash leftovers; the floor covers what ``current`` serves;
-        a trial whose pack never became ``current`` (crash before the switch) is void."""
+        """After a restart: clear crash leftovers; an old state file's single floor becomes
+        the floor of the pack it protected; the floor covers what ``current`` serves; a trial
+        whose pack never became ``current`` (crash before the switch) is void."""
         removed = layout_mod.recover(self.layout)
         if removed:
             log.info("removed leftovers of an interrupted install: %s", ", ".join(removed))
         current = self.layout.link_target(self.layout.current)
-        version = self._version_of(current)
+        self._migrate_legacy_floor()
+        installed = self._identity_of(current)
         with self.state.lock:
-            if version is not None:
-                self.state.raise_floor(version)
+            if installed is not None:
+                self.state.raise_floor(*installed)
             trial = self.state.state.trial
             if trial is not None and current != self._rel(trial.name, trial.version):
                 self.state.state.trial = None
                 self.state.save()
 
-    def _version_of(self, target: str | None) -> str | None:
+    def _migrate_legacy_floor(self) -> None:
+        """The old single floor protected whatever served: the pack ``current`` names, else
+        the configured one."""
+        if self.state.state.legacy_floor is None and not any(
+            "@" not in k for k in self.state.state.failed
+        ):
+            return
+        serving = self._identity_of(self.layout.link_target(self.layout.current))
+        if serving is None:
+            configured = self._configured_manifest()
+            serving = None if configured is None else (configured.name, configured.version)
+        if serving is not None and self.state.migrate_legacy(serving[0]):
+            log.info("anti-rollback floor of %s taken over from the old state file", serving[0])
+
+    def _identity_of(self, target: str | None) -> tuple[str, str] | None:
+        """(name, version) of the installed pack a link target names."""
         if target is None:
             return None
-        try:
-            manifest = json.loads((self.layout.resolve(target) / "manifest.json").read_text())
-            version = str(manifest["version"])
-            parse_version(version)
-            return version
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+        manifest = stated_manifest(self.layout.resolve(target))
+        return None if manifest is None else (manifest.name, manifest.version)
 
-    def installed_version(self) -> str | None:
-        return self._version_of(self.layout.link_target(self.layout.current))
+    def installed(self) -> tuple[str, str] | None:
+        """(name, version) of the pack ``current`` names (None: the configured pack serves)."""
+        return self._identity_of(self.layout.link_target(self.layout.current))
 
     @staticmethod
     def _rel(name: str, version: str) -> str:
@@ -131,13 +145,14 @@ class ModelUpdater:
     def wanted(self, desired: DesiredModel) -> bool:
         """False for a desired model already handled: installed, or failed before (a retained
         message comes again on every reconnect and must not cause a retry loop)."""
+        wanted = (desired.name, desired.version)
         with self.state.lock:
             state = self.state.state
-            if desired.version in state.failed:
+            if pack_id(*wanted) in state.failed:
                 return False
-            if state.trial is not None and state.trial.version == desired.version:
+            if state.trial is not None and (state.trial.name, state.trial.version) == wanted:
                 return False
-        return self.installed_version() != desired.version
+        return self.installed() != wanted
 
     def install(self, desired: DesiredModel) -> str:
         """Run every step; returns the outcome (``installed`` or the failing step)."""
@@ -170,8 +185,8 @@ class ModelUpdater:
 
     def _verify(self, desired: DesiredModel) -> tuple[str, Manifest]:
         """The signing key's id and the manifest, once every check before a download passed:
-        signature, name/version, format rules, anti-rollback, agent version, expiry, sizes,
-        golden images."""
+        signature, name/version, format rules, kind, anti-rollback (per pack name), agent
+        version, expiry, sizes, golden images, and for a head the serving backbone."""
         try:
             key = verify_manifest(desired.manifest, self.trusted)
         except SignatureError as exc:
@@ -180,25 +195,71 @@ class ModelUpdater:
             manifest = Manifest.from_document(desired.manifest)
             if manifest.name != desired.name or manifest.version != desired.version:
                 raise Rejected("verify", "message name/version differ from the signed manifest")
-            floor = self.state.state.floor_version or self._configured_version()
+            if manifest.kind == "backbone":
+                raise Rejected(
+                    "verify",
+                    "a backbone pack gives no verdict alone and cannot serve: a new backbone "
+                    "ships as a full pack with an embedding output",
+                )
+            self._migrate_legacy_floor()
+            floor = self._floor_of(desired.name)
             if not newer(desired.version, floor):
                 raise Rejected(
                     "verify",
-                    f"version {desired.version} is not newer than installed {floor} "
-                    "(anti-rollback)",
+                    f"version {desired.version} is not newer than {desired.name} {floor}, "
+                    "installed before (anti-rollback)",
                 )
             manifest.check_agent(device.__version__)
             manifest.check_offer()
+            self._check_backbone(manifest)
         except ValueError as exc:  # PackError, or a floor that is no version
             raise Rejected("verify", str(exc)) from None
         return key, manifest
 
-    def _configured_version(self) -> str | None:
-        try:
-            manifest = json.loads((Path(self.settings.vision.pack) / "manifest.json").read_text())
-            return str(manifest.get("version")) if manifest.get("version") else None
-        except (OSError, ValueError):
-            return None
+    def _floor_of(self, name: str) -> str | None:
+        """The version an offer of ``name`` must beat: the highest ever switched to, or the
+        configured pack's own version if it has that name."""
+        floor = self.state.floor(name)
+        configured = self._configured_manifest()
+        if configured is not None and configured.name == name and newer(configured.version, floor):
+            floor = configured.version
+        if floor is not None:
+            parse_version(floor)
+        return floor
+
+    def _configured_manifest(self) -> Manifest | None:
+        return stated_manifest(Path(self.settings.vision.pack))
+
+    def _serving_pack(self) -> tuple[str, Manifest | None]:
+        """What serves when no update is running: ``current``'s pack, else the configured one
+        (its path, as shown in messages, and its stated manifest)."""
+        target = self.layout.link_target(self.layout.current)
+        if target is not None:
+            path = self.layout.resolve(target)
+            return str(path), stated_manifest(path)
+        return str(self.settings.vision.pack), self._configured_manifest()
+
+    def _check_backbone(self, offered: Manifest) -> None:
+        """A head runs only on the model it was fitted on: the sha256 of the serving model
+        file (a full pack's own, or the backbone a serving head runs on) must be the one the
+        head names; otherwise it is refused before any byte is downloaded."""
+        ref = offered.backbone
+        if ref is None:
+            return
+        where, serving = self._serving_pack()
+        sha = None if serving is None else serving.model_sha256
+        if sha == ref.sha256:
+            return
+        if serving is None:
+            what = f"{where}, which is not a readable pack"
+        else:
+            model = serving.classified_by.split("+")[0]
+            what = f"{model} (sha256 {(sha or '?')[:12]})"
+        raise Rejected(
+            "verify",
+            f"head {offered.name}@{offered.version} needs backbone {ref.name}@{ref.version} "
+            f"(sha256 {ref.sha256[:12]}), this trap serves {what}: refused before download",
+        )
 
     def _download(self, desired: DesiredModel, manifest: Manifest) -> Path:
         target = self.layout.incoming / f"{desired.name}@{desired.version}"
@@ -258,7 +319,7 @@ class ModelUpdater:
         try:
             return self.load_engine(pack_dir, vision, self.settings.location)
         except PackError as exc:
-            self._mark_failed(desired.version, str(exc))
+            self._mark_failed(desired.name, desired.version, str(exc))
             shutil.rmtree(pack_dir, ignore_errors=True)
             raise Rejected("selftest", str(exc)) from None
 
@@ -279,13 +340,13 @@ class ModelUpdater:
             atomic_symlink(self.layout.current, rel)
         except OSError as exc:
             raise Rejected("switch", f"local storage: {exc}") from None
-        self.state.raise_floor(desired.version)
+        self.state.raise_floor(desired.name, desired.version)
         log.info("now serving %s (was %s)", rel, old or self.settings.vision.pack)
         return trial_n
 
-    def _mark_failed(self, version: str, reason: str) -> None:
+    def _mark_failed(self, name: str, version: str, reason: str) -> None:
         with self.state.lock:
-            self.state.state.failed[version] = reason[:300]
+            self.state.state.failed[pack_id(name, version)] = reason[:300]
             self.state.save()
 
     # -- after the switch --------------------------------------------------------------------
@@ -299,7 +360,8 @@ class ModelUpdater:
                 return
             self.state.state.trial = None
             if not passed:
-                self.state.state.failed[trial.version] = f"trial: {detail}"[:300]
+                failed = pack_id(trial.name, trial.version)
+                self.state.state.failed[failed] = f"trial: {detail}"[:300]
             self.state.save()
         base = {"name": trial.name, "version": trial.version}
         if passed:

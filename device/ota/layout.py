@@ -10,11 +10,16 @@
 
 ``current`` only ever points at a directory that was complete and fsync'd before the symlink
 was renamed into place, so after a crash at any point it names the old pack or the new one.
+
+A head pack in ``packs/`` runs on a backbone found by the sha256 of its model file: another
+pack in ``packs/`` (e.g. the full pack it was installed over) or the configured
+``vision.pack``. ``prune`` never deletes a pack that ``current``'s or ``previous``'s head needs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -23,7 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from device.contracts.durable import fsync_dir
-from device.vision.pack import PackError, load_pack
+from device.contracts.manifest import Manifest
+from device.vision.pack import PackError, load_pack, stated_model_sha256
 
 if TYPE_CHECKING:
     from device.config import Settings
@@ -77,11 +83,20 @@ class Layout:
         return path if path.is_absolute() else self.models_dir / path
 
 
-def _verified(path: Path) -> bool:
+def stated_manifest(pack: Path) -> Manifest | None:
+    """A pack's manifest as its ``manifest.json`` states it (no file is hashed); None if it
+    is not a readable pack directory."""
+    try:
+        return Manifest.from_document(json.loads((pack / "manifest.json").read_bytes()))
+    except (OSError, ValueError):  # PackError and JSON errors included
+        return None
+
+
+def _verified(path: Path, settings: Settings) -> bool:
     import device
 
     try:
-        load_pack(path, device.__version__)
+        load_pack(path, device.__version__, backbones=[Path(settings.vision.pack)])
     except PackError as exc:
         log.error("installed pack unusable: %s", exc)
         return False
@@ -105,7 +120,7 @@ def active_pack_path(settings: Settings) -> Path:
     """The pack the agent should load at start: the first candidate that verifies (every
     file's size and sha256), else the configured ``vision.pack`` (whose load then reports)."""
     for path in candidates(settings):
-        if path.exists() and _verified(path):
+        if path.exists() and _verified(path, settings):
             return path
     return Path(settings.vision.pack)
 
@@ -143,16 +158,25 @@ def recover(layout: Layout) -> list[str]:
 
 
 def prune(layout: Layout) -> list[str]:
-    """Delete installed packs that are neither current nor previous (SD space)."""
+    """Delete installed packs that are neither current nor previous nor the backbone one of
+    those two heads runs on (SD space)."""
     keep = {
         layout.resolve(t).resolve()
         for t in (layout.link_target(layout.current), layout.link_target(layout.previous))
         if t is not None
     }
+    needed = set()
+    for pack in keep:
+        manifest = stated_manifest(pack)
+        if manifest is not None and manifest.backbone is not None:
+            needed.add(manifest.backbone.sha256)
     removed = []
     if layout.packs.is_dir():
         for pack in layout.packs.iterdir():
-            if not pack.name.startswith(".") and pack.resolve() not in keep:
-                shutil.rmtree(pack, ignore_errors=True)
-                removed.append(pack.name)
+            if pack.name.startswith(".") or pack.resolve() in keep:
+                continue
+            if needed and stated_model_sha256(pack) in needed:
+                continue  # a backbone a kept head runs on
+            shutil.rmtree(pack, ignore_errors=True)
+            removed.append(pack.name)
     return removed

@@ -473,19 +473,23 @@ def cmd_model_import(args: argparse.Namespace, settings_loader: SettingsLoader) 
     return 0
 
 
-def describe_pack(path: Path) -> dict[str, Any]:
+def describe_pack(path: Path, backbones: list[Path] | None = None) -> dict[str, Any]:
+    """What ``camtrap model info`` shows; a head's backbone is looked for in ``backbones``
+    first (then beside the head and in the shipped default pack)."""
     from device.vision.pack import load_pack
     from device.vision.runtime import Model
 
-    pack = load_pack(path)
+    pack = load_pack(path, backbones=backbones or ())
     model = Model.for_pack(pack)
     kinds = Counter(t.kind for t in pack.taxa)
     m = pack.manifest
     return {
         "pack": str(path),
+        "kind": pack.kind,
         "name": pack.name,
         "version": pack.version,
         "classified_by": pack.classified_by,
+        **_kind_details(pack),
         "created": m.get("created"),
         "min_agent_version": m.get("min_agent_version"),
         "expires": m.get("expires"),
@@ -501,7 +505,9 @@ def describe_pack(path: Path) -> dict[str, Any]:
             "shape": list(model.output.shape),
             "dtype": model.output.dtype.name,
             "quantization": [model.output.scale, model.output.zero_point],
-        },
+        }
+        if pack.head is None
+        else {"shape": [1, model.num_classes], "dtype": "float32", "from": "the head"},
         "embedding": None
         if model.embedding is None
         else {
@@ -527,12 +533,40 @@ def describe_pack(path: Path) -> dict[str, Any]:
     }
 
 
+def _kind_details(pack: Any) -> dict[str, Any]:
+    """A head's backbone and classes, a backbone's embedding; nothing more for a full pack."""
+    if pack.kind == "backbone":
+        return {"embedding_size": None if pack.embedding is None else pack.embedding.size}
+    if pack.head is None:
+        return {}
+    spec = pack.manifest["head"]
+    return {
+        "backbone": {
+            "name": pack.manifest["backbone"]["name"],
+            "version": pack.manifest["backbone"]["version"],
+            "sha256": pack.model_sha256,
+            "embedding_size": pack.head.embedding_size,
+            "found": str(pack.backbone_path),
+            "serves_as": pack.model_from,
+        },
+        "head": {
+            "file": spec["file"],
+            "weights": pack.head.storage,
+            "bytes": pack.manifest["files"][spec["file"]].get("size"),
+        },
+        "classes": [
+            {"label": name, "kind": taxon.kind}
+            for name, taxon in zip(pack.display_names, pack.taxa, strict=True)
+        ],
+    }
+
+
 def cmd_model_info(args: argparse.Namespace, settings_loader: SettingsLoader) -> int:
     from device.vision.pack import PackError
     from device.vision.runtime import ModelError
 
     try:
-        info = describe_pack(Path(args.pack))
+        info = describe_pack(Path(args.pack), [Path(b) for b in args.backbone or ()])
     except (PackError, ModelError) as exc:
         _err("model info", str(exc))
         return 2
@@ -544,6 +578,10 @@ def cmd_model_info(args: argparse.Namespace, settings_loader: SettingsLoader) ->
             print("files:")
             for name, size in value.items():
                 print(f"  {name}  {size} bytes")
+        elif key == "classes":
+            print("classes:")
+            for entry in value:
+                print(f"  {entry['label']}  ({entry['kind']})")
         else:
             print(f"{key}: {value if not isinstance(value, dict) else json.dumps(value)}")
     return 0
@@ -611,6 +649,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=cmd_model_import)
     q = msub.add_parser("info", help="what a pack holds (verifies its checksums)")
     q.add_argument("pack", metavar="PACK")
+    q.add_argument(
+        "--backbone",
+        action="append",
+        metavar="PACK",
+        help="for a head: where its backbone is (default: beside it, then the shipped pack)",
+    )
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_model_info)
 

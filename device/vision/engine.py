@@ -81,7 +81,7 @@ class ObservationRow:  # maps 1:1 onto the `observations` table in device/store/
     count: int | None
     classification_probability: float | None
     blank_score: float | None
-    classified_by: str  # "name@version"
+    classified_by: str  # "name@version"; a head: "backbone@version+head@version"
     bbox: tuple[float, float, float, float] | None = None  # normalised x, y, w, h top-left
     details: dict[str, Any] = field(default_factory=dict)  # top-k, rollup path, geofence, ms
 
@@ -231,9 +231,12 @@ class VisionEngine:
         self._fixed_bar = info_bar.configured(
             vision.info_bar, vision.info_bar_top, vision.info_bar_bottom
         )
-        # The embedding space: a memory of one model's vectors means nothing to another.
+        # The embedding space: a memory of one model's vectors means nothing to another. It
+        # is named by the model file that makes them (for a head, its backbone's), not by
+        # classified_by: a head installed over the same backbone, or a new version of a pack
+        # with the same model, keeps the deployment's site memory; a new model starts it over.
         size = model.embedding_size
-        self.embedding_space = None if size is None else f"{self.classified_by}:{size}"
+        self.embedding_space = None if size is None else f"sha256:{pack.model_sha256[:16]}:{size}"
         # A fresh memory held in RAM (camtrap eval, classify); the agent's worker hands the
         # engine it serves the deployment's persistent one (``use_site_memory``).
         self.site_memory: SiteMemory | None = (
@@ -244,10 +247,24 @@ class VisionEngine:
     # ----------------------------------------------------------------- loading
 
     @classmethod
-    def load(cls, pack: Path, vision: VisionSection, location: LocationSection) -> VisionEngine:
-        """Load and verify a pack; raise ``PackError`` (one line) if it cannot serve."""
+    def load(
+        cls,
+        pack: Path,
+        vision: VisionSection,
+        location: LocationSection,
+        backbones: Sequence[Path] = (),
+    ) -> VisionEngine:
+        """Load and verify a pack; raise ``PackError`` (one line) if it cannot serve. A head's
+        backbone is looked for in ``backbones``, then the configured ``vision.pack``, then
+        beside the head and in the shipped default pack (``load_pack``)."""
         start = time.perf_counter()
-        loaded = load_pack(Path(pack), device.__version__)
+        loaded = load_pack(
+            Path(pack), device.__version__, backbones=[*backbones, Path(vision.pack)]
+        )
+        if loaded.kind == "backbone":
+            raise PackError(
+                f"model pack {pack}: a backbone pack gives no verdict alone: install a head over it"
+            )
         model = Model.for_pack(loaded, threads=vision.threads)  # PackError naming the pack
         problem = _mismatch(loaded, model)
         if problem:
@@ -708,7 +725,7 @@ def _mismatch(pack: ModelPack, model: Model) -> str | None:
         return (
             f"labels file has {len(pack.labels)} labels but the model outputs {model.num_classes}"
         )
-    spec = pack.manifest.get("model", {}).get("input") or {}
+    spec = pack.model_section.get("input") or {}
     want = (spec.get("width"), spec.get("height"))
     if all(want) and tuple(want) != model.input_size:
         got = f"{model.input_size[0]}x{model.input_size[1]}"

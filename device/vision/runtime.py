@@ -8,6 +8,10 @@ A model has one image input and either one output (the class scores) or two: the
 an embedding, the feature vector the classifier reads (docs/model-pack.md, ``model.embedding``).
 TFLite does not promise an output order, so which output is the embedding is decided by the
 pack's manifest (by size, or by tensor name when both outputs have one size), never by index.
+
+A head pack runs as a ``HeadModel``: its backbone's interpreter, then the head's weights
+applied with numpy to the embedding of the same invoke (device.contracts.head); its scores are
+the head's class probabilities, and the backbone's own class output is never read.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from device.contracts.manifest import EmbeddingSpec, Manifest, PackError
+from device.contracts.head import HeadWeights
+from device.contracts.manifest import EmbeddingSpec, PackError
 
 if TYPE_CHECKING:
     from device.vision.pack import ModelPack
@@ -161,12 +166,14 @@ class Model:
 
     @classmethod
     def for_pack(cls, pack: ModelPack, threads: int = 1) -> Model:
-        """The pack's model, its outputs told apart by the pack's manifest; PackError (one
-        line naming the pack) if the model cannot be used or disagrees with the manifest."""
+        """The pack's model, its outputs told apart by the pack's manifest (for a head: its
+        backbone's model with the head applied, a ``HeadModel``); PackError (one line naming
+        the pack) if the model cannot be used or disagrees with the manifest."""
         try:
-            embedding = Manifest.from_document(pack.manifest).model.embedding
-            return cls(pack.model_content, threads=threads, embedding=embedding)
-        except (ModelError, PackError) as exc:
+            if pack.head is not None:
+                return HeadModel(pack.model_content, pack.head, threads, pack.embedding)
+            return cls(pack.model_content, threads=threads, embedding=pack.embedding)
+        except ModelError as exc:
             raise PackError(f"model pack {pack.path}: {exc}") from None
 
     @property
@@ -214,3 +221,42 @@ class Model:
         self.set_input(batch)
         self.invoke()
         return self.scores(), self.embedding_values()
+
+
+class HeadModel(Model):
+    """A backbone's interpreter with a head on its embedding: the same interface as
+    ``Model``, whose scores are the head's class probabilities (``num_classes`` of them)."""
+
+    def __init__(
+        self,
+        content: bytes,
+        head: HeadWeights,
+        threads: int = 1,
+        embedding: EmbeddingSpec | None = None,
+    ) -> None:
+        super().__init__(content, threads=threads, embedding=embedding)
+        if self.embedding is None:
+            raise ModelError("the backbone has no embedding output for the head to read")
+        if self.embedding.shape[1] != head.embedding_size:
+            raise ModelError(
+                f"the head reads {head.embedding_size} values, the backbone's embedding has "
+                f"{self.embedding.shape[1]}"
+            )
+        self.head = head
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.classes
+
+    def scores(self) -> np.ndarray:
+        """The head's class probabilities for the last invoke."""
+        features = self.embedding_values()
+        assert features is not None  # __init__ refuses a backbone without an embedding
+        return self.head.apply(features)
+
+    def run_with_embedding(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        self.set_input(batch)
+        self.invoke()
+        features = self.embedding_values()
+        assert features is not None
+        return self.head.apply(features), features

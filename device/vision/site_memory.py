@@ -87,7 +87,7 @@ _INF = np.float32(np.inf)
 class FrameEmbedding:
     """One frame as the site memory sees it: a projected embedding per crop position."""
 
-    space: str  # the embedding space: the model that made it and its size, e.g. "m@1:1280"
+    space: str  # the embedding space: the model file that made it and its size (engine.py)
     layout: str  # the crop positions, e.g. "full+tiles4x2"
     vectors: np.ndarray  # (positions, dims) float32, projected
     blank_score: float = 1.0  # the frame's own blank score, once the engine has it

@@ -1,5 +1,5 @@
 """Vision benchmarks: bare invoke, the full per-frame path against it, multi-crop, pack load,
-and the site memory.
+the site memory, and a head applied to the backbone's embedding.
 
 Inputs are frames from the project's own synthetic scene generator (never the dev photos).
 The site memory is filled with 2,000 frames: embeddings of synthetic frames made by the pack's
@@ -19,6 +19,7 @@ if __package__ in (None, ""):  # run as a script: python tests/bench/bench_visio
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from device.config import DEFAULT_PACK_DIR, LocationSection, VisionSection
+from device.contracts.head import HeadWeights
 from device.hardware.scene import SceneRenderer, encode_jpeg, lores_luma, plan_scene
 from device.vision import info_bar
 from device.vision.engine import EventFrame, VisionEngine
@@ -54,6 +55,27 @@ def _filled_memory(like: FrameEmbedding, raw: np.ndarray, seed: int) -> SiteMemo
         varied = raw + rng.normal(0.0, 0.2 * scale, raw.shape).astype(np.float32)
         memory.remember(FrameEmbedding(like.space, like.layout, project(varied)), f"bench-{i}")
     return memory
+
+
+HEAD_CLASSES = 50
+HEAD_BATCH = 100  # applications per timing: one is ~20 µs, below the timer's comfort
+
+
+def head_apply_ms(embedding: np.ndarray) -> float:
+    """Median time (ms) of one application of a 50-class int8 head (the size the issue's
+    head_update_bytes goal is about) to ``embedding``: matrix product, bias, softmax, as
+    ``HeadModel.scores`` runs it after each invoke."""
+    rng = np.random.default_rng(15)
+    head = HeadWeights.fit_float(
+        rng.normal(0.0, 0.05, (HEAD_CLASSES, embedding.size)), rng.normal(0.0, 1.0, HEAD_CLASSES)
+    )
+    head.apply(embedding)  # warm
+
+    def batch() -> None:
+        for _ in range(HEAD_BATCH):
+            head.apply(embedding)
+
+    return _ms(batch, 200) / HEAD_BATCH
 
 
 def motion_ir_figures(plans: int = 100) -> None:
@@ -162,6 +184,9 @@ def main() -> None:
         invoke = median(bare_times) / len(frames)
         per_frame = median(full_times) / len(frames)
         emit("invoke_ms", invoke, "ms")
+        head_ms = head_apply_ms(raw)  # the real embedding of a synthetic frame
+        emit("head_apply_ms", head_ms, "ms")
+        emit("head_apply_vs_backbone_ratio", head_ms / invoke, "x")
         emit("vision_full_path_ms", per_frame, "ms")
         emit("vision_overhead_ratio", per_frame / invoke, "x")
         crops = len(engine.crops_for(tiled_image.size, engine.motion.burst(lores)[0]))
