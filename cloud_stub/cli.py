@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "cloud_stub.registry.commands",
     "cloud_stub.models.commands",
     "cloud_stub.review.commands",
+    "cloud_stub.training.commands",
     "cloud_stub.demo",
 )
 

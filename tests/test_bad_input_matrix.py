@@ -638,6 +638,22 @@ CASES: list[Case] = [
     ),
     C("cloud-handoff-coco-garbage", (CLOUD, "handoff", "--out", "{out}/h2", "--coco", "{coco}")),
     C(
+        "cloud-train-ingest-corrupt",
+        (CLOUD, "train", "--root", "{ingest_corrupt}", "--out", "{out}/t1"),
+        expect=UNREADABLE,
+    ),
+    C(
+        "cloud-train-labels-garbage",
+        (CLOUD, "train", "--images", "{images}", "--labels", "{labels}", "--out", "{out}/t2"),
+        expect=(1,),
+    ),
+    C(
+        "cloud-train-backbone-garbage",
+        (CLOUD, "train", "--backbone", "{pack}", "--root", "{root}/missing", "--out", "{out}/t3"),
+        expect=(1,),
+    ),
+    C("cloud-train-no-source", (CLOUD, "train", "--out", "{out}/t4"), expect=USAGE),
+    C(
         "cloud-model-sign-missing-pack",
         (CLOUD, "model", "sign", "--key", "{key}", "{root}/missing"),
     ),

@@ -18,6 +18,7 @@ MODULES = [
     "tests.bench.bench_uplink",
     "tests.bench.bench_cloud",
     "tests.bench.bench_review",
+    "tests.bench.bench_training",
 ]
 
 

@@ -26,7 +26,9 @@ from typing import Any
 import pytest
 
 # Test modules whose module-scoped fixture costs more than their tests do.
-ONE_WORKER_MODULES = frozenset({"test_review_load.py"})
+ONE_WORKER_MODULES = frozenset(
+    {"test_review_load.py", "test_training_synthetic.py", "test_training_refusal.py"}
+)
 
 
 def scope_of(nodeid: str) -> str | None:
