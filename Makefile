@@ -54,10 +54,12 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 # The trap captures offline, then reaches "Wi-Fi" and syncs through a real mosquitto (TLS,
-# per-device certificate, ACL) to the ingest (docs/uplink.md).
+# per-device certificate, ACL) to the ingest (docs/uplink.md); then it learns: its events are
+# reviewed through the review page, a head is trained on them, sent over the air and serves the
+# next day's events (docs/learning.md, "The demo").
 demo: venv apt-demo
 	rm -rf $(DEMO_DIR)
-	$(VENV)/bin/camtrap-cloud demo --workdir $(DEMO_DIR) --triggers 5
+	$(VENV)/bin/camtrap-cloud demo --workdir $(DEMO_DIR) --triggers 40
 
 test: venv apt-test
 	$(VENV)/bin/pytest -q

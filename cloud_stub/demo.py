@@ -9,13 +9,20 @@
    version, is published (retained desired-model message, pack served over HTTPS); the agent
    (``camtrap run``) drains the outbox and installs the update; ``camtrap sync`` then checks
    nothing is left.
-4. Cloud: deployments come from the registry's provisioning records; a Camtrap DP package and
+4. Learning (cloud_stub/demo_learning.py): the review page starts over the synced events and
+   a scripted reviewer labels them through its HTTP interface with what each simulated scene
+   really showed; ``camtrap-cloud train`` fits a head on those reviews; it is signed,
+   published and installed over the air; the trap captures the next day's events with it and
+   syncs them, each observation's ``classifiedBy`` naming the backbone and the head.
+5. Cloud: deployments come from the registry's provisioning records; a Camtrap DP package and
    the report plots are written; both databases are compared.
 
 The last line extends the simulate summary with ``delivered=N lost=N duplicates_stored=N``
 (delivered = outbox items acknowledged AND found at ingest, files checked by sha256; lost =
 captures on the trap missing at ingest; duplicates_stored = rows or files ingest holds more than
-once) and ``model=NAME@VERSION`` (the pack serving after the update).
+once; all three of the first sync), ``model=NAME@VERSION`` (the pack serving after the update),
+``head=NAME@VERSION`` (the head trained from the reviews, serving on that model) and
+``head_bytes=N`` (what the trap received for it: the files it downloaded and the manifest).
 
 The demo learns the trap's side only from the device's own commands, as an operator would:
 ``camtrap simulate --json`` (the summary line), ``camtrap status --json`` (what is still
@@ -23,8 +30,9 @@ queued) and ``camtrap sync --json`` (every capture and what of it ingest acknowl
 never opens the device database, and imports nothing from ``device``.
 
 Every step runs as its own process with a time bound, so the demo ends by itself, on a
-terminal or not. Exit status 0 only when nothing was lost, the sync left nothing behind and
-the update installed.
+terminal or not. Exit status 0 only when nothing was lost, the sync left nothing behind, the
+update installed, and the head trained from the reviews served and classified the next day's
+events.
 """
 
 from __future__ import annotations
@@ -68,7 +76,8 @@ SITE = {
 def register(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser("demo", help="provision, capture offline, sync and update, export")
     demo.add_argument("--workdir", type=Path, required=True)
-    demo.add_argument("--triggers", type=int, default=5)
+    # Enough reviewed events for a head the trainer accepts (cloud_stub/demo_learning.py).
+    demo.add_argument("--triggers", type=int, default=40)
     demo.add_argument("--timeout", type=float, default=300.0, help="bound on each step")
     demo.set_defaults(func=run_demo)
 
@@ -181,16 +190,41 @@ def run_demo(args: argparse.Namespace) -> int:
     left, dead = trap["left"]["items"], trap["undeliverable"]
     say(f"sync: left {left} items; undeliverable {dead}")
     tally = compare(trap["captures"], ingest_root)
+    updated = sync.returncode == 0 and installed.endswith(f"@{NEW_VERSION}")
+
+    from cloud_stub.demo_learning import learn, next_day_outcome
+
+    learned = None
+    if updated:
+        say("learning: the synced events are reviewed, a head is trained, sent and served")
+        learned = learn(
+            args,
+            work,
+            broker,
+            (ingest_cert, ingest_key),
+            device_id,
+            settings["device"]["deployment_id"],
+            config,
+            data_dir,
+            stats.get("scenes") or [],
+            pack,
+        )
+    closed = learned is not None and next_day_outcome(learned, ingest_root, installed)
+    if learned is not None and learned.failure:
+        say(f"the loop did not close: {learned.failure}")
     package, report = _cloud_outputs(cloud, ingest_root)
     line = stats["line"]
     say(f"Camtrap DP package: {package}")
     say(f"report: {report}")
     say("review the captures: make review   (then open the printed URL)")
+    head = learned.head if learned is not None and learned.head else "none"
+    head_bytes = learned.head_bytes if learned is not None else 0
     say(
         f"{line} delivered={tally['delivered']} lost={tally['lost']}"
         f" duplicates_stored={tally['duplicates_stored']} model={installed or 'none'}"
+        f" head={head} head_bytes={head_bytes}"
     )
-    ok = tally["lost"] == 0 and sync.returncode == 0 and installed.endswith(f"@{NEW_VERSION}")
+    ok = tally["lost"] == 0 and updated and closed
     return 0 if ok else 1
 
 

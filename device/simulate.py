@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from device.agent import Agent
+from device.capture.types import CapturedFrame, EventClosed
 from device.config import Settings
 from device.errors import UserError
 from device.exitcodes import Exit
@@ -46,6 +48,8 @@ class SimulationResult:
     triggers_sent: int
     triggers_seen: int
     stats: dict[str, Any] = field(default_factory=dict)
+    # What each event really showed, per the synthetic camera (empty for replayed images).
+    scenes: list[dict[str, Any]] = field(default_factory=list)
 
     def line(self) -> str:
         s = self.stats
@@ -113,10 +117,41 @@ def prepare_data_dir(data_dir: Path) -> None:
         raise UserError(health.message(), health.exit_code)
 
 
+class SceneTruth:
+    """The ground truth the synthetic camera puts in each frame's ``meta``, per event: the
+    scene's kind and, when an animal was in view in any frame, its species. The store never
+    keeps it (a real camera knows no truth); a scripted reviewer needs it."""
+
+    def __init__(self, sink: Callable[[CapturedFrame | EventClosed], None]) -> None:
+        self._sink = sink
+        self.events: dict[str, dict[str, Any]] = {}
+
+    def __call__(self, item: CapturedFrame | EventClosed) -> None:
+        if isinstance(item, CapturedFrame) and "truth" in item.frame.meta:
+            meta = item.frame.meta
+            event = self.events.setdefault(
+                item.event_id,
+                {
+                    "event_id": item.event_id,
+                    "scene": meta.get("scene"),
+                    "kind": meta.get("kind"),
+                    "truth": "blank",
+                    "species": None,
+                },
+            )
+            if meta["truth"] == "animal":
+                event["truth"], event["species"] = "animal", meta.get("species")
+        self._sink(item)
+
+
 def run_simulation(base: Settings, plan: SimulationPlan) -> SimulationResult:
     prepare_data_dir(plan.data_dir)
     settings = simulation_settings(base, plan)
     agent = Agent(settings)
+    # Between capture and the store, before anything is captured: the frames' truth is read
+    # and the frames go on unchanged.
+    truth = SceneTruth(agent.capture.sink)
+    agent.capture.sink = truth
     agent.start()
     try:
         assert agent.pir is not None
@@ -141,6 +176,7 @@ def run_simulation(base: Settings, plan: SimulationPlan) -> SimulationResult:
         triggers_sent=plan.triggers,
         triggers_seen=agent.capture.stats.triggers,
         stats=store_stats(plan.data_dir / DB_NAME),
+        scenes=list(truth.events.values()),
     )
 
 
@@ -221,6 +257,7 @@ def as_json(result: SimulationResult) -> str:
             "triggers_sent": result.triggers_sent,
             "triggers_seen": result.triggers_seen,
             **result.stats,
+            "scenes": result.scenes,
             "line": result.line(),
         }
     )

@@ -254,3 +254,104 @@ def test_vendored_schemas_are_the_official_ones():
         "observations-table-schema.json",
     ):
         assert (vendored / name).read_bytes() == (shared / name).read_bytes(), name
+
+
+HEAD_CLASSIFIED_BY = "efficientnet-lite0-imagenet@1.0.0+head-x@1.0.0"
+
+
+def test_an_observation_classified_by_a_head_keeps_backbone_and_head_in_classified_by(tmp_path):
+    """Provenance through the real ingest path: a trap serving a head sends classified_by
+    "backbone@v+head@v" on every machine observation; the package carries it unchanged."""
+    import hashlib
+
+    from cloud_stub.ingest.core import Incoming, Ingestor
+    from device.protocol import CaptureMeta, Event, Media, Observation, encode, split_media
+    from tests.support.world import jpeg_bytes
+
+    root = tmp_path / "ingest"
+    picture = jpeg_bytes(64, 48, seed=3)
+    event = Event(
+        event_id="ev-head-1",
+        deployment_id="dep-h",
+        capture_method="activityDetection",
+        trigger_source="pir",
+        event_start=T0,
+        event_end=T0 + timedelta(seconds=1),
+        frame_count=1,
+        clock_source="ntp",
+        clock_synced=True,
+        blank_score=0.1,
+    )
+    media = Media(
+        media_id="me-head-1",
+        event_id=event.event_id,
+        deployment_id="dep-h",
+        seq=0,
+        capture_method="activityDetection",
+        timestamp=T0,
+        file_name="IMG_0000.jpg",
+        sha256=hashlib.sha256(picture).hexdigest(),
+        size=len(picture),
+        width=64,
+        height=48,
+        clock_source="ntp",
+        clock_synced=True,
+    )
+    observations = [
+        Observation(
+            observation_id=f"ob-head-{level}",
+            deployment_id="dep-h",
+            event_id=event.event_id,
+            media_id=media.media_id if level == "media" else None,
+            event_start=T0,
+            event_end=T0 + timedelta(seconds=1),
+            observation_level=level,
+            observation_type="animal",
+            scientific_name="Felis catus",
+            common_name="domestic cat",
+            taxon_level="species",
+            taxonomy="mammalia;carnivora;felidae;felis;catus",
+            count=1,
+            classified_by=HEAD_CLASSIFIED_BY,
+            classification_timestamp=T0,
+            classification_probability=0.91,
+            blank_score=0.1,
+        )
+        for level in ("event", "media")
+    ]
+    meta = CaptureMeta(
+        device_id="trap-h",
+        item_id=f"capture:{event.event_id}",
+        event=event,
+        media=[media],
+        observations=observations,
+    )
+    ingestor = Ingestor(root)
+    try:
+        messages = [("meta", encode(meta))] + [
+            ("media", encode(chunk))
+            for chunk in split_media(
+                picture,
+                max_payload_bytes=64 * 1024,
+                device_id="trap-h",
+                item_id=f"full:{media.media_id}",
+                media_id=media.media_id,
+                kind="full",
+            )
+        ]
+        for subtopic, payload in messages:
+            outcome = ingestor.handle(
+                Incoming(f"camtrap/trap-h/up/{subtopic}", "trap-h", subtopic, payload)
+            )
+            assert outcome.rejected is None, outcome.rejected
+        ingestor.store.record_deployment("dep-h", "trap-h", latitude=-2.33, longitude=34.83)
+    finally:
+        ingestor.close()
+
+    descriptor = export_camtrap_dp(root, tmp_path / "pkg")
+
+    assert validate_package(descriptor).valid
+    exported = rows(descriptor.parent, "observations")
+    assert {o["observationID"] for o in exported} == {"ob-head-event", "ob-head-media"}
+    assert {o["classifiedBy"] for o in exported} == {HEAD_CLASSIFIED_BY}
+    assert {o["classificationMethod"] for o in exported} == {"machine"}

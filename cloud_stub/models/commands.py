@@ -86,6 +86,9 @@ def _publish(args: argparse.Namespace) -> int:
                 canary=args.canary,
                 wait_timeout=args.wait_timeout,
                 on_progress=lambda line: print(line, flush=True),
+                on_warning=lambda line: print(
+                    f"camtrap-cloud model publish: warning: {line}", file=sys.stderr, flush=True
+                ),
             )
         if server is not None and record["phase"] == "published":
             # Keep serving until every device finished (or the timeout), then stop.

@@ -6,6 +6,11 @@ to each target's ``down/model`` topic: first to the canary devices, then, once `
 them reported a successful switch, to the rest. A canary that reports a failure halts the
 rollout. Outcomes come from the devices' ``model.*`` reports that ingest stored in
 ``<root>/ingest.sqlite`` (table ``device_events``).
+
+A head pack (format 2) rolls out exactly like a full one. It only serves on the backbone it was
+fitted on, and a trap refuses any other before downloading a byte; so that an operator learns
+it before the canary does, publishing warns about each target whose latest heartbeat reports
+another model than the head's backbone.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from cloud_stub.models.serving import parse_serving
 from device.contracts import protocol
 from device.contracts.durable import atomic_write
 from device.contracts.manifest import Manifest, PackError
@@ -219,7 +225,9 @@ def stage_pack(root: Path, pack_dir: Path) -> dict[str, Any]:
         raise RolloutError(f"{pack_dir}: {exc}") from None
     if manifest.signature is None:
         raise RolloutError(f"{pack_dir}: the manifest is not signed (camtrap-cloud model sign)")
-    served = root / "packs" / manifest.classified_by
+    # Served (and offered) as name@version: the URL the devices download from. A head's
+    # classified_by also names its backbone, which is not part of the pack's address.
+    served = root / "packs" / f"{manifest.name}@{manifest.version}"
     if served.exists():
         if json.loads((served / "manifest.json").read_text()) != document:
             raise RolloutError(f"{served} exists with a different manifest")
@@ -228,6 +236,60 @@ def stage_pack(root: Path, pack_dir: Path) -> dict[str, Any]:
     shutil.copytree(pack_dir, tmp)
     tmp.rename(served)
     return document
+
+
+def latest_model_versions(root: Path, devices: Iterable[str]) -> dict[str, str]:
+    """What each device's newest heartbeat held by ingest says it serves (``model_version``);
+    devices that never reported one are left out."""
+    from cloud_stub.ingest.store import open_store_db, store_path
+
+    wanted = list(devices)
+    if not wanted or not store_path(root).exists():
+        return {}
+    db = open_store_db(root)
+    try:
+        found: dict[str, str] = {}
+        for device in wanted:
+            row = db.execute(
+                "SELECT payload FROM telemetry WHERE device_id = ? ORDER BY sent_at DESC LIMIT 1",
+                (device,),
+            ).fetchone()
+            if row is None:
+                continue
+            try:
+                payload = json.loads(row[0])
+            except ValueError:
+                continue
+            version = payload.get("model_version", payload.get("modelVersion"))
+            if isinstance(version, str) and version:
+                found[device] = version
+    except sqlite3.OperationalError:
+        return {}
+    finally:
+        db.close()
+    return found
+
+
+def backbone_warnings(root: Path, manifest: Manifest, targets: Iterable[str]) -> list[str]:
+    """One line per target whose latest heartbeat names another model than the head's
+    backbone ([] for a full pack, and for a device that has not reported yet).
+
+    Only name@version can be compared here (a heartbeat carries no sha256); the trap itself
+    compares the model file's sha256 and refuses a mismatch before downloading."""
+    backbone = manifest.backbone
+    if manifest.kind != "head" or backbone is None:
+        return []
+    needed = f"{backbone.name}@{backbone.version}"
+    lines = []
+    for device, reported in latest_model_versions(root, targets).items():
+        serving = parse_serving(reported)
+        if serving is not None and serving.backbone != needed:
+            lines.append(
+                f"{device} serves {serving.backbone}, but head {manifest.name}@"
+                f"{manifest.version} needs backbone {needed} (sha256 {backbone.sha256[:12]}):"
+                " the trap will refuse it unless its model file is that one"
+            )
+    return lines
 
 
 def _desired(rollout: dict[str, Any], manifest: dict[str, Any], device: str) -> DesiredModel:
@@ -253,14 +315,19 @@ def publish_pack(
     wait_timeout: float = 600.0,
     poll_s: float = 0.25,
     on_progress: Callable[[str], None] = lambda _: None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run a rollout to the end (or to a halt); returns its record."""
+    """Run a rollout to the end (or to a halt); returns its record. ``on_warning`` (default:
+    ``on_progress``) hears, once per target, that a head's backbone is not what it serves."""
     if not targets:
         raise RolloutError("no target devices")
     if canary < 0 or canary > len(targets):
         raise RolloutError(f"--canary {canary} with {len(targets)} targets")
     manifest = stage_pack(root, pack_dir)
     name, version = manifest["name"], manifest["version"]
+    warnings = backbone_warnings(root, Manifest.from_document(manifest), targets)
+    for line in warnings:
+        (on_warning or on_progress)(line)
     rollout: dict[str, Any] = {
         "id": f"r{datetime.now(UTC):%Y%m%d%H%M%S}-{uuid.uuid4().hex[:6]}",
         "name": name,
@@ -271,6 +338,7 @@ def publish_pack(
         "phase": "canary" if canary else "rollout",
         "published": {},
         "created": datetime.now(UTC).isoformat(),
+        "warnings": warnings,
     }
 
     def send(devices: list[str]) -> None:

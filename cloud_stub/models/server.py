@@ -32,6 +32,7 @@ class PackServer:
         self.drop_after_bytes = drop_after_bytes
         self.dropped: set[str] = set()
         self.requests: list[tuple[str, str | None, int]] = []  # (path, Range, status)
+        self.sent: dict[str, int] = {}  # body bytes written per request path
         self._lock = threading.Lock()
         self.httpd = ThreadingHTTPServer((host, port), _handler(self))
         self.httpd.daemon_threads = True
@@ -92,6 +93,17 @@ class PackServer:
         with self._lock:
             self.requests.append((path, range_header, status))
 
+    def count_sent(self, path: str, size: int) -> None:
+        with self._lock:
+            self.sent[path] = self.sent.get(path, 0) + size
+
+    def bytes_sent(self, name: str, version: str) -> int:
+        """Body bytes served for pack ``name@version`` so far (every file, retries and
+        resumed ranges included): what the devices really downloaded."""
+        prefix = urlsplit(self.pack_url(name, version)).path + "/"
+        with self._lock:
+            return sum(n for path, n in self.sent.items() if unquote(path).startswith(prefix))
+
 
 def _handler(server: PackServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
@@ -143,6 +155,7 @@ def _handler(server: PackServer) -> type[BaseHTTPRequestHandler]:
                         break
                     self.wfile.write(block)
                     sent += len(block)
+                    server.count_sent(self.path, len(block))
             if limit < length:
                 self.wfile.flush()
                 self.close_connection = True

@@ -16,8 +16,9 @@ from typing import Any
 
 from cloud_stub.models.keys import load_private_key, new_keypair
 from device.contracts.durable import atomic_write
-from device.contracts.manifest import PackError
+from device.contracts.manifest import Manifest, PackError
 from device.contracts.pack import DEFAULT_PACK_DIR, read_pack
+from device.contracts.protocol import Observation, Telemetry
 from device.contracts.signing import sign_manifest
 from device.contracts.versions import parse_version
 
@@ -53,10 +54,28 @@ def sign_pack(
     manifest["created"] = datetime.now(UTC).replace(microsecond=0).isoformat()
     # Write unsigned first and verify (checksums, expiry) before the signature goes on.
     _write_manifest(pack_dir, manifest)
-    read_pack(pack_dir)
+    _fits_the_wire(read_pack(pack_dir).manifest)
     signed = sign_manifest(manifest, key)
     _write_manifest(pack_dir, signed)
     return signed
+
+
+def _max_length(model: type[Observation] | type[Telemetry], name: str) -> int:
+    limits = [getattr(m, "max_length", None) for m in model.model_fields[name].metadata]
+    return min(n for n in limits if isinstance(n, int))
+
+
+def _fits_the_wire(manifest: Manifest) -> None:
+    """Every observation a trap makes with this pack carries ``classified_by``, and every
+    heartbeat carries it as ``model_version``; a head names its backbone there too, so long
+    names could make a pack whose observations the protocol refuses. Refused here, at signing."""
+    text = manifest.classified_by
+    limit = min(_max_length(Observation, "classified_by"), _max_length(Telemetry, "model_version"))
+    if len(text) > limit:
+        raise PackError(
+            f"{text!r} is {len(text)} characters: observations carry at most {limit}"
+            " (shorten the pack's or its backbone's name)"
+        )
 
 
 def _write_manifest(pack_dir: Path, manifest: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from cloud_stub.models.serving import parse_serving
 from cloud_stub.report import plots
 from cloud_stub.report.data import ReportData, load
 
@@ -40,8 +41,10 @@ def summary(data: ReportData) -> str:
             parts.append(f"free disk {p.free_disk_gb:.1f} GB")
         if p.queue_depth is not None:
             parts.append(f"queue {p.queue_depth}")
-        if p.model_version:
-            parts.append(f"model {p.model_version}")
+        serving = parse_serving(p.model_version)
+        if serving is not None:
+            # The model, then the head serving on it (a trap without one says "head none").
+            parts.append(f"model {serving.backbone}, head {serving.head or 'none'}")
         if p.cpu_temp_c is not None:
             parts.append(f"CPU {p.cpu_temp_c:.1f} °C")
         if p.last_sync_age_min is not None:

@@ -1,4 +1,9 @@
-"""The fleet view: one row per device from its latest telemetry, plus recent history."""
+"""The fleet view: one row per device from its latest telemetry, plus recent history.
+
+The heartbeat's ``model_version`` is what the trap classifies with (``name@version``, or
+``backbone@version+head@version`` when a head serves): the page shows the model and the head
+apart, so a head rolled out over the fleet can be followed trap by trap.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from cloud_stub.models.serving import parse_serving
 
 HISTORY = 48  # telemetry points per sparkline
 
@@ -20,10 +27,22 @@ class DeviceRow:
     queue_depth: int | None
     disk_free_pct: float | None
     temperature_c: float | None
-    model_version: str | None
+    model_version: str | None  # as reported: the trap's classified_by
     agent_version: str | None
     rollout: str | None
     history: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def model(self) -> str | None:
+        """The model the trap runs: a full pack, or the backbone under its head."""
+        serving = parse_serving(self.model_version)
+        return serving.backbone if serving else None
+
+    @property
+    def head(self) -> str | None:
+        """The head serving on that model (name@version), or None."""
+        serving = parse_serving(self.model_version)
+        return serving.head if serving else None
 
 
 def _get(payload: dict[str, Any], snake: str, camel: str) -> Any:

@@ -82,7 +82,13 @@ def handle(form: Mapping[str, str], username: str, root: Path, ota: OtaSettings 
         try:
             with ro.Publisher(admin) as publisher:
                 ro.publish_pack(
-                    root, pack, targets, publisher, base_url=ota.base_url, canary=canary
+                    root,
+                    pack,
+                    targets,
+                    publisher,
+                    base_url=ota.base_url,
+                    canary=canary,
+                    on_warning=lambda line: log.warning("rollout of %s: %s", pack, line),
                 )
         except Exception:
             log.exception("rollout of %s started by %s failed", pack, username)
