@@ -22,10 +22,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from device.contracts.hashing import sha256_hex
-from device.contracts.head import HeadWeights
 from device.contracts.manifest import (
     FORMAT,
     FORMAT_V2,
@@ -35,6 +34,9 @@ from device.contracts.manifest import (
     safe_name,
 )
 from device.contracts.taxa import LabelKind, Taxon, guess_kind
+
+if TYPE_CHECKING:
+    from device.contracts.head import HeadWeights
 
 __all__ = [
     "DEFAULT_PACK_DIR",
@@ -254,6 +256,10 @@ def _head(
         return None
     if len(spec.kinds) != len(labels):
         raise PackError(f"head.kinds has {len(spec.kinds)} entries for {len(labels)} labels")
+    # numpy only once a head is read: the settings import this module for DEFAULT_PACK_DIR,
+    # and the Debian build renders the conffile from them without numpy installed.
+    from device.contracts.head import HeadWeights
+
     return HeadWeights.from_bytes(
         files[spec.file], spec.weights, len(labels), backbone.embedding_size
     )
