@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from device.contracts.pack import DEFAULT_PACK_DIR, read_pack
@@ -51,7 +51,7 @@ class TaxonList:
             if taxon.kind != "animal" or not any(taxon.taxonomy):
                 continue
             own = ";".join(taxon.taxonomy)
-            by_key.setdefault(
+            first = by_key.setdefault(
                 own,
                 Choice(
                     scientific_name=taxon.scientific_name or scientific_name_of(own),
@@ -60,6 +60,11 @@ class TaxonList:
                     taxonomy=own,
                 ),
             )
+            if first.common_name != taxon.common_name:
+                # Labels sharing a taxon but not a common name (ImageNet's five cat breeds are
+                # all Felis catus): naming the species after one breed would be wrong, as the
+                # trap's engine rules too.
+                by_key[own] = replace(first, common_name=None)
             # Ancestors let a reviewer say "a cat, species unsure" (Felidae) without typing.
             for level in ("genus", "family", "order", "class"):
                 key = ancestor_key(taxon.taxonomy, level)
