@@ -222,5 +222,21 @@ def test_a_head_whose_weights_do_not_match_its_labels_is_refused(tmp_path):
 
 
 def test_a_full_pack_is_still_written_as_format_1(tmp_path):
-    manifest = read_pack(DEFAULT_PACK_DIR).manifest
+    # So that every agent ever shipped still reads it: write_pack chooses format 2 only for
+    # the kinds that need it.
+    shipped = read_pack(DEFAULT_PACK_DIR)
+    manifest = shipped.manifest
     assert manifest.kind == "full" and manifest.format == FORMAT
+    assert manifest.model is not None and manifest.labels is not None
+    written = write_pack(
+        tmp_path / "full",
+        {
+            "name": "copy",
+            "version": "1.0.0",
+            "model": {"file": manifest.model.file, "embedding": {"size": 1280}},
+            "labels": {"file": manifest.labels.file, "format": manifest.labels.format},
+        },
+        {name: shipped.files[name] for name in (manifest.model.file, manifest.labels.file)},
+    )
+    assert json.loads((written / "manifest.json").read_text())["format"] == FORMAT
+    assert read_pack(written).kind == "full"

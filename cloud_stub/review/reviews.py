@@ -15,11 +15,9 @@ from typing import Any, TypedDict
 
 from cloud_stub.review.taxa import Choice
 from device.contracts.protocol import ObservationType
+from device.contracts.taxa import HUMAN_TAXONOMY
 
 ACTIONS = ("confirm", "correct", "blank", "human", "vehicle")
-# The engine's taxonomy key for people (device/vision/engine.py), repeated to avoid importing
-# the inference engine into the web server.
-HUMAN_TAXONOMY = "mammalia;primates;hominidae;homo;sapiens"
 MAX_COUNT = 10_000
 
 

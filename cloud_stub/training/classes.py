@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 
 from cloud_stub.handoff.categories import DEFAULT_DROP, DropList
-from device.contracts.taxa import guess_kind, split_taxonomy
+from device.contracts.taxa import HUMAN_TAXONOMY, guess_kind, split_taxonomy
 
 __all__ = [
     "BLANK",
@@ -30,7 +30,6 @@ __all__ = [
     "site_class",
 ]
 
-HUMAN_TAXONOMY = "mammalia;primates;hominidae;homo;sapiens"
 # Fixed forever: changing it would give every class of every future head a new id.
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "camtrap:head-class")
 DROPS = DropList.of(DEFAULT_DROP)

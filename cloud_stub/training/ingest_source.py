@@ -22,10 +22,11 @@ from typing import Any
 from cloud_stub.export.package import ExportError
 from cloud_stub.export.preference import HUMAN, preferred_observations
 from cloud_stub.export.source import open_readonly
-from cloud_stub.training.classes import BLANK, DROPS, HUMAN_TAXONOMY, VEHICLE, TrainClass, animal
+from cloud_stub.training.classes import BLANK, DROPS, VEHICLE, TrainClass, animal
 from cloud_stub.training.classes import HUMAN as HUMAN_CLASS
 from cloud_stub.training.errors import TrainingError
 from cloud_stub.training.labelled import LabelledImage, LabelledSet
+from device.contracts.taxa import HUMAN_TAXONOMY
 
 __all__ = ["ingest_images"]
 

@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeGuard
 from device.contracts.protocol import TaxonLevel
 
 __all__ = [
+    "HUMAN_TAXONOMY",
     "KINDS",
     "LEVELS",
     "LabelKind",
@@ -33,6 +34,10 @@ LabelKind = Literal["animal", "human", "vehicle", "object", "blank"]
 LEVELS: tuple[TaxonLevel, ...] = ("species", "genus", "family", "order", "class", "kingdom")
 _FIELDS: tuple[TaxonLevel, ...] = ("class", "order", "family", "genus", "species")
 KINDS: tuple[LabelKind, ...] = ("animal", "human", "vehicle", "object", "blank")
+
+# The taxonomy key of people: the engine's human verdicts, a reviewer's "human", a head's
+# human class.
+HUMAN_TAXONOMY = "mammalia;primates;hominidae;homo;sapiens"
 
 _HUMAN_WORDS = {"human", "humans", "person", "people", "homo sapiens"}
 _VEHICLE_WORDS = {"vehicle", "vehicles", "car", "truck", "motorcycle", "bicycle"}
@@ -126,7 +131,7 @@ class Taxon:
         fields = split_taxonomy(";".join(parts[1:6]))
         common = parts[6].strip() if len(parts) > 6 else ""
         kind: LabelKind
-        if fields[:5] == ("mammalia", "primates", "hominidae", "homo", "sapiens"):
+        if ";".join(fields) == HUMAN_TAXONOMY:
             kind = "human"
         elif not any(fields):
             kind = guess_kind(common)

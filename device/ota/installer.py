@@ -29,9 +29,10 @@ from device.contracts.signing import SignatureError, verify_manifest
 from device.contracts.versions import newer, parse_version
 from device.ota import layout as layout_mod
 from device.ota.download import Downloader, DownloadError, file_url
-from device.ota.layout import Layout, stated_manifest
+from device.ota.layout import Layout
 from device.ota.reports import Reporter
 from device.ota.state import StateFile, Trial, pack_id
+from device.vision.pack import stated_manifest
 
 if TYPE_CHECKING:
     from device.config import Settings

@@ -19,7 +19,6 @@ pack in ``packs/`` (e.g. the full pack it was installed over) or the configured
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -28,8 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from device.contracts.durable import fsync_dir
-from device.contracts.manifest import Manifest
-from device.vision.pack import PackError, load_pack, stated_model_sha256
+from device.vision.pack import PackError, load_pack, stated_manifest, stated_model_sha256
 
 if TYPE_CHECKING:
     from device.config import Settings
@@ -81,15 +79,6 @@ class Layout:
     def resolve(self, target: str) -> Path:
         path = Path(target)
         return path if path.is_absolute() else self.models_dir / path
-
-
-def stated_manifest(pack: Path) -> Manifest | None:
-    """A pack's manifest as its ``manifest.json`` states it (no file is hashed); None if it
-    is not a readable pack directory."""
-    try:
-        return Manifest.from_document(json.loads((pack / "manifest.json").read_bytes()))
-    except (OSError, ValueError):  # PackError and JSON errors included
-        return None
 
 
 def _verified(path: Path, settings: Settings) -> bool:

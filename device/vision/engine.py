@@ -29,6 +29,7 @@ from PIL import Image
 
 import device
 from device.contracts.protocol import ObservationType, TaxonLevel
+from device.contracts.taxa import HUMAN_TAXONOMY
 from device.vision import info_bar
 from device.vision.calibration import ThresholdInForce, operating_point_of
 from device.vision.info_bar import NO_BAR, InfoBar
@@ -59,8 +60,6 @@ from device.vision.taxa import Geofence, LabelKind, TaxonIndex, key_level, scien
 
 if TYPE_CHECKING:
     from device.config import LocationSection, VisionSection
-
-HUMAN_TAXONOMY = "mammalia;primates;hominidae;homo;sapiens"
 
 
 @dataclass(frozen=True)

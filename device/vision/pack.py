@@ -59,6 +59,7 @@ __all__ = [
     "file_entry",
     "load_pack",
     "parse_labels",
+    "stated_manifest",
     "stated_model",
     "stated_model_sha256",
     "write_pack",
@@ -208,10 +209,10 @@ def _key(path: Path) -> Path:
         return path.absolute()
 
 
-def stated_model(pack: Path) -> tuple[str, str] | None:
-    """``(sha256 of its model file, "name@version")`` as a pack's manifest states them (None:
-    a head, which has no model, or not a readable pack). Cheap: the manifest only, no file is
-    hashed; the pack is verified in full only once it is chosen."""
+def stated_manifest(pack: Path) -> Manifest | None:
+    """A pack's manifest as its ``manifest.json`` states it, from a directory or a tar (None:
+    not a readable pack). Cheap: no file is hashed; a pack is verified in full only once it is
+    chosen."""
     try:
         if pack.is_dir():
             document = json.loads((pack / "manifest.json").read_bytes())
@@ -219,11 +220,17 @@ def stated_model(pack: Path) -> tuple[str, str] | None:
             document = json.loads(PackSource(pack).read("manifest.json"))
         else:
             return None
-        manifest = Manifest.from_document(document)
+        return Manifest.from_document(document)
     except (OSError, ValueError, tarfile.TarError):  # PackError and JSON errors included
         return None
-    sha = None if manifest.kind == "head" else manifest.model_sha256
-    return None if sha is None else (sha, f"{manifest.name}@{manifest.version}")
+
+
+def stated_model(pack: Path) -> tuple[str, str] | None:
+    """``(sha256 of its model file, "name@version")`` as a pack's manifest states them (None:
+    a head, which has no model, or not a readable pack)."""
+    manifest = stated_manifest(pack)
+    sha = None if manifest is None or manifest.kind == "head" else manifest.model_sha256
+    return None if sha is None or manifest is None else (sha, f"{manifest.name}@{manifest.version}")
 
 
 def stated_model_sha256(pack: Path) -> str | None:
