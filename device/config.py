@@ -14,7 +14,16 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from device.contracts.calibration import Calibration
@@ -221,8 +230,8 @@ class VisionSection(Section):
         60.0,
         gt=0,
         le=86400,
-        description="eval/calibrate --events, import: photos this close in time (EXIF) are"
-        " one event",
+        description="eval/calibrate --events: photos this close in time (EXIF) are one event"
+        " (camtrap import has its own, import.sequence_gap_s)",
     )
     info_bar: Literal["none", "band", "auto"] = remote(
         default="auto", description="The camera's burnt-in data strip: none, band (below), auto"
@@ -328,6 +337,43 @@ class TelemetrySection(Section):
     uptime_file: Path = Field(Path("/proc/uptime"))
 
 
+# Where camtrap-card@.service mounts a card (``camtrap card mount``'s default too).
+CARDS_DIR = Path("/run/camtrap/cards")
+
+
+class ImportSection(Section):
+    """Photos from a trail camera's card or a folder (``camtrap import``, docs/trail-cameras.md)."""
+
+    sequence_gap_s: float = Field(
+        60.0,
+        gt=0,
+        le=86400,
+        description="Photos of one camera this close in time are one event, when the camera"
+        " records no sequence of its own (Agouti's sequence cutoff)",
+    )
+    max_event_s: float = Field(
+        900.0,
+        gt=0,
+        le=86400,
+        description="An event is cut after this long, so an animal grazing for an hour is"
+        " several events",
+    )
+    max_event_frames: int = Field(
+        100, ge=1, le=1000, description="An event is cut after this many photos"
+    )
+    batch_photos: int = Field(
+        50, ge=1, le=1000, description="Photos stored per database commit while importing"
+    )
+    watch: bool = Field(False, description="The agent imports every card mounted under watch_roots")
+    watch_roots: list[Path] = Field(
+        [CARDS_DIR],
+        description="Where cards are mounted (read-only, by the camtrap-card udev rule)",
+    )
+    watch_interval_s: float = Field(
+        5.0, gt=0, le=3600, description="How often the agent looks for a new card"
+    )
+
+
 class SecretsSection(Section):
     """Secrets (passwords) kept apart from this file, so it can be shown and copied freely."""
 
@@ -357,7 +403,24 @@ class Settings(BaseSettings):
     telemetry: TelemetrySection = TelemetrySection()
     vision: VisionSection = VisionSection()
     ota: OtaSection = OtaSection()
+    # ``import`` is a Python keyword: the field is ``import_``, the file and the environment
+    # say ``[import]`` and ``CAMTRAP_IMPORT__*`` (pydantic-settings skips the prefix for an
+    # alias, so the prefixed name is an alias too).
+    import_: ImportSection = Field(
+        default_factory=ImportSection,
+        validation_alias=AliasChoices("camtrap_import", "import"),
+        serialization_alias="import",
+    )
     secrets: SecretsSection = SecretsSection()
+
+    def model_dump(self, **kwargs: Any) -> dict[str, Any]:
+        """As the file spells it (``import``, not ``import_``), so a dump loads back."""
+        kwargs.setdefault("by_alias", True)
+        return super().model_dump(**kwargs)
+
+    def model_dump_json(self, **kwargs: Any) -> str:
+        kwargs.setdefault("by_alias", True)
+        return super().model_dump_json(**kwargs)
 
     @classmethod
     def settings_customise_sources(
@@ -494,6 +557,11 @@ def load_settings(path: Path | None = None, *, require_file: bool = False) -> Se
 SECRET_MASK = "********"
 
 
+def key_of(name: str, info: FieldInfo) -> str:
+    """The key a field has in the file (``import`` for ``import_``)."""
+    return info.serialization_alias or name
+
+
 def redacted(settings: Settings) -> dict[str, Any]:
     """The settings as plain data, with every secret replaced by a mask."""
 
@@ -501,7 +569,10 @@ def redacted(settings: Settings) -> dict[str, Any]:
         if isinstance(value, SecretStr):
             return SECRET_MASK if value.get_secret_value() else ""
         if isinstance(value, BaseModel):
-            return {name: walk(getattr(value, name)) for name in type(value).model_fields}
+            return {
+                key_of(name, info): walk(getattr(value, name))
+                for name, info in type(value).model_fields.items()
+            }
         if isinstance(value, Path):
             return str(value)
         if isinstance(value, tuple | list):
@@ -537,10 +608,10 @@ def reference_markdown() -> str:
         "trust keys never can.",
         "",
     ]
-    for section_name, section_field in Settings.model_fields.items():
+    for field_name, section_field in Settings.model_fields.items():
         model = section_field.annotation
         assert isinstance(model, type) and issubclass(model, BaseModel)
-        lines += [f"## [{section_name}]", ""]
+        lines += [f"## [{key_of(field_name, section_field)}]", ""]
         if model.__doc__ and model.__doc__ != Section.__doc__:
             lines += [" ".join(model.__doc__.split()), ""]
         lines += ["| key | type | default | remote | meaning |", "| --- | --- | --- | --- | --- |"]

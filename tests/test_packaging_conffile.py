@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from device.config import Settings, load_settings, redacted
+from device.config import Settings, key_of, load_settings, redacted
 
 GENERATOR = Path(__file__).resolve().parent.parent / "debian" / "tools" / "gen_conffile.py"
 INSTALLED = "/usr/lib/camtrap-agent/device"
@@ -61,7 +61,8 @@ def test_uncommented_it_is_valid_config_equal_to_the_defaults(tmp_path, monkeypa
 
 def test_every_section_and_key_of_the_settings_appears():
     text = conffile_text()
-    for name, field in Settings.model_fields.items():
+    for field_name, field in Settings.model_fields.items():
+        name = key_of(field_name, field)  # [import] for the field import_
         assert f"# [{name}]" in text
         for key, sub in field.annotation.model_fields.items():
             if isinstance(sub.annotation, type) and issubclass(sub.annotation, BaseModel):

@@ -81,8 +81,9 @@ def render(installed_package_dir: str) -> str:
 
     values = relocate(values)
     lines = HEADER.splitlines()
-    for name in type(settings).model_fields:
-        lines += _section_lines(name, getattr(settings, name), values[name])
+    for name, info in type(settings).model_fields.items():
+        key = info.serialization_alias or name  # the file says [import] for import_
+        lines += _section_lines(key, getattr(settings, name), values[key])
     return "\n".join(lines) + "\n"
 
 

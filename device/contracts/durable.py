@@ -22,6 +22,7 @@ __all__ = [
     "fsync_dir",
     "fsync_file",
     "fsync_tree",
+    "sync_filesystem",
 ]
 
 PART_SUFFIX = ".part"
@@ -52,10 +53,34 @@ def fsync_tree(root: Path) -> None:
         fsync_dir(directory)
 
 
-def atomic_write(path: Path, data: bytes, *, mode: int = 0o666, make_parents: bool = False) -> Path:
+def sync_filesystem(path: Path) -> None:
+    """Everything written to the filesystem holding ``path`` reaches the disk (syncfs(2)):
+    one call for a whole batch of files written with ``sync=False``."""
+    import ctypes
+    import ctypes.util
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        if libc.syncfs(fd) != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, os.strerror(errno), str(path))
+    except AttributeError:  # a libc without syncfs: the whole system, then
+        os.sync()
+    finally:
+        os.close(fd)
+
+
+def atomic_write(
+    path: Path, data: bytes, *, mode: int = 0o666, make_parents: bool = False, sync: bool = True
+) -> Path:
     """Make ``path`` hold ``data``, all or nothing: write ``path.part``, fsync, rename over
     ``path``, fsync the directory. ``mode`` is the new file's (less the umask). On an error
-    the ``.part`` is removed and ``path`` is untouched."""
+    the ``.part`` is removed and ``path`` is untouched.
+
+    ``sync=False`` leaves both fsyncs to one ``sync_filesystem`` for a batch: only for a file
+    nothing refers to until that call has returned (a crash before it may leave the file
+    short, under its final name, and whoever refers to it later must rewrite it)."""
     if make_parents:
         path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(path.name + PART_SUFFIX)
@@ -66,7 +91,8 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o666, make_parents: bo
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(part, path)
@@ -74,7 +100,8 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o666, make_parents: bo
         with contextlib.suppress(OSError):
             part.unlink()
         raise
-    fsync_dir(path.parent)
+    if sync:
+        fsync_dir(path.parent)
     return path
 
 

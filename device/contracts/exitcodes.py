@@ -39,8 +39,12 @@ class Exit(IntEnum):
     UNAVAILABLE = 69
     # A bug: an unexpected exception. The one-line message says how to see the traceback.
     SOFTWARE = 70
-    # An output file or directory cannot be created or written.
+    # An output file or directory cannot be created or written; also an import stopped
+    # because the trap's disk is full (it resumes once there is room).
     CANT_CREATE = 73
+    # An input device failed while it was read: a card pulled out mid-import (run the import
+    # again: it resumes, with no duplicates).
+    IO_ERROR = 74
     # Stopped on request, start again (remote restart-agent; the unit restarts on non-zero).
     RESTART = 75
     INTERRUPTED = 130

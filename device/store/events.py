@@ -17,7 +17,7 @@ from device.store.vocabulary import EventState
 
 _COLUMNS = (
     "event_id, deployment_id, capture_method, trigger_source, started_at, ended_at,"
-    " frame_count, clock_source, clock_synced, state, blank_score, uploaded_at"
+    " frame_count, clock_source, clock_synced, state, blank_score, uploaded_at, import_id"
 )
 
 
@@ -35,6 +35,7 @@ class EventRow:
     state: EventState
     blank_score: float | None
     uploaded_at: float | None  # unix time ingest acknowledged its metadata; None: not yet
+    import_id: str | None = None  # imported from a trail camera's card (not the trap's own)
 
 
 @dataclass(frozen=True)
@@ -175,4 +176,5 @@ def _event(row: sqlite3.Row) -> EventRow:
         state=EventState(row["state"]),
         blank_score=row["blank_score"],
         uploaded_at=row["uploaded_at"],
+        import_id=row["import_id"],
     )

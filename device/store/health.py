@@ -35,6 +35,7 @@ from device.store.db import (
     dir_writable,
     open_readonly,
 )
+from device.store.imports import IMPORTED_DIR
 
 DB_NAME = "camtrap.db"  # the same name as store.DB_NAME (store imports this module's users)
 RECOVERY_KEY = "db_recovered"  # kv row: the last database recovery, as JSON
@@ -146,10 +147,13 @@ class StoreHealth:
 
 
 def count_media_files(data_dir: Path) -> int:
-    root = data_dir / files.MEDIA_DIR
-    if not root.is_dir():
-        return 0
-    return sum(1 for _ in root.rglob("*.jpg"))
+    """The JPEGs the trap holds: its captures and the photos imported from cards."""
+    total = 0
+    for top in (files.MEDIA_DIR, IMPORTED_DIR):
+        root = data_dir / top
+        if root.is_dir():
+            total += sum(1 for _ in root.rglob("*.jpg"))
+    return total
 
 
 def classify_error(exc: BaseException, db_path: Path) -> tuple[str, str]:

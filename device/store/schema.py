@@ -132,6 +132,49 @@ MIGRATIONS: list[str] = [
     -- Pruning walks done rows by age.
     CREATE INDEX outbox_done_at ON outbox(done_at);
     """,
+    # 4: trail-camera imports (device/importer, docs/trail-cameras.md)
+    """
+    CREATE TABLE imports (
+        import_id        TEXT PRIMARY KEY,
+        source           TEXT NOT NULL,              -- the path imported (a mount or a folder)
+        label            TEXT NOT NULL,              -- the card's volume label or folder name
+        deployment_id    TEXT NOT NULL,
+        camera           TEXT,                       -- --camera NAME
+        clock_offset_s   REAL NOT NULL DEFAULT 0,    -- added to every EXIF time
+        clock_method     TEXT,                       -- NULL | offset | reference
+        clock_reference  TEXT,                       -- PHOTO=TIME as given
+        requested_by     TEXT NOT NULL,              -- command | agent | card
+        started_at       TEXT NOT NULL,
+        updated_at       TEXT NOT NULL,
+        finished_at      TEXT,
+        state            TEXT NOT NULL,              -- running | done | interrupted | disk_full
+        message          TEXT,
+        files_total      INTEGER NOT NULL DEFAULT 0,
+        files_done       INTEGER NOT NULL DEFAULT 0,
+        imported         INTEGER NOT NULL DEFAULT 0, -- photos stored by this import
+        duplicates       INTEGER NOT NULL DEFAULT 0, -- photos already in the store
+        failed           INTEGER NOT NULL DEFAULT 0, -- photos that could not be imported
+        not_images       INTEGER NOT NULL DEFAULT 0, -- files that are not JPEG photos
+        events           INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE import_failures (
+        import_id    TEXT NOT NULL REFERENCES imports(import_id),
+        source_path  TEXT NOT NULL,                  -- relative to the import's source
+        kind         TEXT NOT NULL,                  -- corrupt | no_time | not_image | unreadable
+        reason       TEXT NOT NULL,
+        sha256       TEXT,
+        kept_path    TEXT,                           -- a copy under failed/, relative
+        PRIMARY KEY (import_id, source_path)
+    );
+    ALTER TABLE events ADD COLUMN import_id TEXT;
+    ALTER TABLE events ADD COLUMN camera TEXT;       -- JSON: make, model, serial, name
+    ALTER TABLE media ADD COLUMN import_id TEXT;
+    ALTER TABLE media ADD COLUMN file_name TEXT;     -- the photo's name on the card
+    ALTER TABLE media ADD COLUMN exif_data TEXT;     -- JSON: its original EXIF and maker data
+    CREATE INDEX media_sha256 ON media(sha256);
+    CREATE INDEX events_import ON events(import_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
+IMPORTS_SCHEMA = 4  # the first version with the imports tables

@@ -29,14 +29,22 @@ from typing import Any
 from device import __version__
 from device.capture.types import CapturedFrame, EventClosed
 from device.config import Settings
-from device.store import events, files, kv, media, outbox, recovery, thumbs, verdicts
+from device.contracts import durable
+from device.store import events, files, imports, kv, media, outbox, recovery, thumbs, verdicts
 from device.store.db import Database
 from device.store.exif import CaptureTags, build_exif, read_record, with_exif
 from device.store.health import RECOVERY_KEY
+from device.store.imports import (
+    ImportedEvent,
+    ImportFailure,
+    ImportProgress,
+    Imports,
+    NewImport,
+)
 from device.store.media import MediaRow, StoredFile
 from device.store.outbox import Outbox
 from device.store.verdicts import EventToClassify, Verdict
-from device.store.vocabulary import ItemKind, MediaState, Priority
+from device.store.vocabulary import ImportState, ItemKind, MediaState, Priority
 
 log = logging.getLogger("camtrap.store")
 
@@ -80,6 +88,7 @@ class MediaStore:
         # The last database recovery of this process (see ``recovery``), and who to tell.
         self.recovery: dict[str, Any] | None = None
         self.recovery_listeners: list[Callable[[dict[str, Any]], None]] = []
+        self._unsynced_imports = False  # imported files written, not yet synced to the disk
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -383,6 +392,130 @@ class MediaStore:
             self.db, self.data_dir, verdict, self.settings.vision.blank_media_policy
         )
 
+    # -- the importer's door (device/importer; docs/trail-cameras.md) ----------------------
+
+    def _primary(self) -> Database:
+        if self.db is None:
+            raise files.DataDirUnavailable(
+                f"data dir {self.data_dir} is unusable: {self.last_error}"
+            )
+        return self.db
+
+    def known_photos(self, sha256s: Sequence[str]) -> dict[str, str]:
+        """sha256 -> media id of the photos already held (so none is stored twice)."""
+        return Imports(self._primary()).known_photos(sha256s)
+
+    def begin_import(self, new: NewImport) -> None:
+        with self._primary().write() as conn:
+            imports.begin(conn, new)
+
+    def write_imported(self, media_id: str, data: bytes) -> StoredFile:
+        """A photo from a card, written byte for byte (never re-encoded, no EXIF of ours) at a
+        path made from its id, so a re-run after a crash lands on the same name; its row comes
+        with ``commit_import``, which first makes every such file durable with one sync of the
+        card (10,000 photos are not 20,000 fsyncs)."""
+        self._primary()
+        sha = files.sha256_hex(data)
+        rel = Path(imports.IMPORTED_DIR, sha[:2], f"{media_id}.jpg")
+        directory = files.ensure_subdir(self.data_dir, *rel.parent.parts)
+        durable.atomic_write(directory / rel.name, data, mode=0o640, sync=False)
+        self._unsynced_imports = True
+        return StoredFile(str(rel), sha, len(data))
+
+    def keep_failed_import(self, import_id: str, source_path: str, data: bytes) -> str:
+        """A photo that could not be imported, copied under ``failed/import/`` all the same."""
+        self._primary()
+        name = source_path.replace("/", "__")
+        directory = files.ensure_subdir(self.data_dir, FAILED_DIR, "import", import_id)
+        files.atomic_write(directory, name, data)
+        return str(Path(FAILED_DIR, "import", import_id, name))
+
+    def kept_failure(self, sha256: str) -> str | None:
+        """Where an earlier import kept this damaged photo, if one did."""
+        return Imports(self._primary()).kept_failure(sha256)
+
+    def discard_uncommitted(self, written: Sequence[StoredFile]) -> int:
+        """Remove copies this import wrote but will not commit (the disk is full): a file a
+        row refers to is never touched. The originals are still on the card."""
+        db = self._primary()
+        with db.read() as conn:
+            held = set(imports.known_photos(conn, [f.sha256 for f in written]))
+        removed = 0
+        for stored in written:
+            if stored.sha256 in held:
+                continue
+            (self.data_dir / stored.path).unlink(missing_ok=True)
+            removed += 1
+        return removed
+
+    def commit_import(
+        self,
+        import_id: str,
+        deployment_id: str,
+        batch: Sequence[ImportedEvent],
+        failures: Sequence[ImportFailure],
+        progress: ImportProgress,
+        at: str,
+    ) -> CommitResult:
+        """Whole events in one transaction: each closed (it is complete), its frames queued,
+        like a burst the trap captured; the failures beside them, and the import's totals."""
+        db = self._primary()
+        if not db.still_in_place():
+            raise files.DataDirUnavailable(f"database {db.path} vanished or was replaced")
+        if self._unsynced_imports:
+            # Files before rows, as for a capture: no row may name a file not yet on disk.
+            durable.sync_filesystem(self.data_dir)
+            self._unsynced_imports = False
+        result = CommitResult()
+        with db.write() as conn:
+            for event in batch:
+                for photo in event.photos:
+                    record = {
+                        "event_id": event.event_id,
+                        "media_id": photo.media_id,
+                        "seq": photo.seq,
+                        "captured_at": photo.taken_at.isoformat(),
+                        "capture_method": event.capture_method,
+                        "trigger_source": event.trigger_source,
+                        "clock_source": event.clock_source,
+                        "clock_synced": event.clock_synced,
+                        "ir_on": False,
+                        "deployment_id": deployment_id,
+                        "width": photo.width,
+                        "height": photo.height,
+                    }
+                    register_from_record(
+                        conn, record, photo.file, MediaState.STORED, None, recovered=False
+                    )
+                    imports.tag_media(conn, photo.media_id, import_id, photo)
+                    result.committed_media.append(photo.media_id)
+                imports.tag_event(conn, event.event_id, import_id, event.camera)
+                last = event.photos[-1].taken_at
+                close_event(
+                    conn, EventClosed(event.event_id, last, len(event.photos), event.capture_method)
+                )
+                result.closed_events.append(event.event_id)
+            for failure in failures:
+                imports.record_failure(conn, import_id, failure)
+            imports.record_progress(conn, import_id, progress, at)
+        return result
+
+    def import_progress(self, import_id: str, progress: ImportProgress, at: str) -> None:
+        with self._primary().write() as conn:
+            imports.record_progress(conn, import_id, progress, at)
+
+    def finish_import(
+        self,
+        import_id: str,
+        state: ImportState,
+        message: str | None,
+        progress: ImportProgress,
+        at: str,
+    ) -> None:
+        with self._primary().write() as conn:
+            imports.record_progress(conn, import_id, progress, at)
+            imports.finish(conn, import_id, state, message, at)
+
 
 def _dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
@@ -473,7 +606,12 @@ def reconcile(
     - an event left open by a crash: close it at its last frame and queue its metadata.
     """
     found = {"parts_deleted": 0, "recovered_files": 0, "missing_files": 0, "events_closed": 0}
-    roots = [data_dir / files.MEDIA_DIR, data_dir / FAILED_DIR, data_dir / files.THUMB_DIR]
+    roots = [
+        data_dir / files.MEDIA_DIR,
+        data_dir / FAILED_DIR,
+        data_dir / files.THUMB_DIR,
+        data_dir / imports.IMPORTED_DIR,
+    ]
     on_disk: dict[str, Path] = {}
     for root in roots:
         if not root.is_dir():
@@ -500,6 +638,9 @@ def reconcile(
                 media.mark_missing(conn, media_id, "file missing at start-up")
                 found["missing_files"] += 1
         if close_open_events:
+            # Nothing imports before the store opens: an import still 'running' lost its
+            # process. Its copies without rows stay; a re-run lands on the same names.
+            imports.abandon_running(conn, datetime.now(UTC).isoformat(timespec="seconds"))
             for event_id, capture_method, ended in events.left_open(conn):
                 close_event(
                     conn, EventClosed(event_id, datetime.fromisoformat(ended), 0, capture_method)

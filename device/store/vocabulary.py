@@ -101,3 +101,22 @@ class BlankMediaPolicy(StrEnum):
     KEEP = "keep"  # kept, uploaded last like any media (the metered policy applies)
     THUMBNAIL = "thumbnail"  # reduced to its thumbnail
     DELETE = "delete"  # frames and thumbnails removed; the metadata row stays
+
+
+class ImportState(StrEnum):
+    """An import's run: ``running`` until it ends ``done``, or stops early and resumes later
+    (a card pulled out: ``interrupted``; the trap's disk full: ``disk_full``)."""
+
+    RUNNING = "running"
+    DONE = "done"
+    INTERRUPTED = "interrupted"
+    DISK_FULL = "disk_full"
+
+
+class FailureKind(StrEnum):
+    """Why a file on a card was not imported (``import_failures.kind``)."""
+
+    CORRUPT = "corrupt"  # a truncated or damaged JPEG
+    NO_TIME = "no_time"  # no EXIF time: never given a guessed one
+    NOT_IMAGE = "not_image"  # a video, a text file: left on the card
+    UNREADABLE = "unreadable"  # the card failed while it was read
