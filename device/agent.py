@@ -25,6 +25,7 @@ from device.config import Settings
 from device.hardware.camera import Camera, open_camera
 from device.hardware.gpio import make_pin_factory
 from device.hardware.pir import PirSensor
+from device.importer.room import ImportRoom, MountWatcher
 from device.ota import agent_hooks
 from device.ota.remote_commands import AgentCallbacks
 from device.runlock import RunLock
@@ -105,6 +106,11 @@ class Agent:
             model_version=self._model_version,
         )
         self.committed_listeners += [self._retain, self.uplink.on_commit]
+        # Photos from trail-camera cards: asked by `camtrap import`, or cards as they are
+        # mounted (import.watch); committed through the same listeners as captures.
+        self.importer = ImportRoom(
+            settings, self.store, self._on_committed, cards=self._card_watcher()
+        )
         # A damaged database rebuilt at open is an operator event, sent with the heartbeat.
         self.store.recovery_listeners.append(self.uplink.heartbeat.report_recovery)
         self.pir: PirSensor | None = None
@@ -126,6 +132,13 @@ class Agent:
         from device.hardware.ir import IrLight
 
         return IrLight(self.settings.ir, pin_factory=self._pin_factory())
+
+    def _card_watcher(self) -> MountWatcher | None:
+        if not self.settings.import_.watch:
+            return None
+        from device.importer.mounts import CardWatcher
+
+        return CardWatcher(self.settings.import_.watch_roots)
 
     def _lock_data_dir(self) -> None:
         """Before the store opens: wait for a running ``camtrap sync`` to let go."""
@@ -241,6 +254,7 @@ class Agent:
             self.retention.enforce()
         self.uplink.start(on_transport=self._attach_ota)
         self.writer.start()
+        self.importer.start()
         self.capture.start()
         clock = self.clock.state()
         log.info(
@@ -264,6 +278,7 @@ class Agent:
             self.pir.close()
             self.pir = None
         self.capture.stop()
+        self.importer.stop()
         self.writer.stop()
         if self.vision is not None:
             # Unfinished events are classified at the next start (catch_up), so a stop
@@ -304,5 +319,7 @@ class Agent:
         self.stop()
 
     def healthy(self) -> bool:
-        threads = [self.capture, self.writer] + ([self.vision] if self.vision else [])
+        threads = [self.capture, self.writer, self.importer] + (
+            [self.vision] if self.vision else []
+        )
         return all(t.is_alive() for t in threads)

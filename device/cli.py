@@ -27,7 +27,13 @@ EXIT_RESTART = 75  # EX_TEMPFAIL: stopped on request, start again
 # this is about four hours of simulation; more is a typo, not a plan.
 MAX_SIM_TRIGGERS = 10_000
 # Rooms that add their own subcommands; each module has ``register(subparsers)``.
-COMMAND_MODULES = ("device.vision.commands", "device.uplink.commands", "device.ota.commands")
+COMMAND_MODULES = (
+    "device.vision.commands",
+    "device.uplink.commands",
+    "device.ota.commands",
+    "device.importer.commands",
+    "device.importer.card_commands",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

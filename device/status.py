@@ -17,9 +17,11 @@ from device.ota.layout import active_pack_path
 from device.store.db import DatabaseError, Source, schema_version
 from device.store.events import Events
 from device.store.health import StoreHealth, StoreState, inspect_open
+from device.store.imports import Imports
 from device.store.kv import Counters
 from device.store.media import Media
 from device.store.outbox import Outbox
+from device.store.schema import IMPORTS_SCHEMA
 from device.store.store import SPOOL_DIR, free_bytes
 from device.vision.calibration import operating_point_of
 from device.vision.pack import ModelPack, PackError, load_pack
@@ -43,6 +45,7 @@ def collect(settings: Settings) -> dict[str, Any]:
         "free_disk_bytes": free_bytes(data_dir),
         "fallback_spool_items": len(list(spool.glob("*.json"))) if spool.is_dir() else 0,
         "events": None if unknown else 0,
+        "imports": None if unknown else _no_imports(),
         "media": None if unknown else 0,
         "media_by_state": {},
         "outbox_pending": None if unknown else 0,
@@ -169,6 +172,7 @@ def _counts(source: Source) -> dict[str, Any]:
     media = Media(source)
     last = media.latest()
     held = media.deferred_blanks()
+    version = schema_version(source)
     return {
         "events": Events(source).count(),
         "media": media.count(),
@@ -189,8 +193,14 @@ def _counts(source: Source) -> dict[str, Any]:
         ),
         "unsynchronised_captures": media.unsynchronised_count(),
         "counters": Counters(source).all(),
-        "schema_version": schema_version(source),
+        "schema_version": version,
+        # A store the agent has not migrated yet (read-only here) has no imports to count.
+        "imports": Imports(source).summary() if version >= IMPORTS_SCHEMA else _no_imports(),
     }
+
+
+def _no_imports() -> dict[str, Any]:
+    return {"imports": 0, "running": 0, "events": 0, "media": 0, "failed_files": 0, "last": None}
 
 
 def render(report: dict[str, Any]) -> str:
@@ -223,6 +233,7 @@ def render(report: dict[str, Any]) -> str:
         ("events", count(report["events"])),
         ("media", unknown if report["media"] is None else f"{report['media']} ({states})"),
         ("media files", report.get("media_files", 0)),
+        ("imported", _imports_line(report.get("imports"), unknown)),
         ("outbox pending", count(report["outbox_pending"])),
         ("deferred blanks", _deferred_line(report.get("deferred_blanks"))),
         ("model", _model_line(report.get("model") or {})),
@@ -243,6 +254,22 @@ def render(report: dict[str, Any]) -> str:
         )
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+def _imports_line(imports: dict[str, Any] | None, unknown: str) -> str:
+    """Events and photos from trail-camera cards, and how the last import ended."""
+    if imports is None:
+        return unknown
+    if not imports["imports"]:
+        return "none (camtrap import PATH brings in a trail camera's card)"
+    line = (
+        f"{imports['events']} events, {imports['media']} photos from {imports['imports']}"
+        f" imports; {imports['failed_files']} files not imported"
+    )
+    last = imports.get("last")
+    if last:
+        line += f"; last: {last['source']} {last['state']} ({last['message'] or '-'})"
+    return line
 
 
 def _deferred_line(held: dict[str, int] | None) -> str:

@@ -251,7 +251,14 @@ CASES: list[Case] = [
     # -- configuration, for every command that reads it ------------------------------------
     *(
         C(f"{cmd}-config-{kind}", (CAMTRAP, "--config", path, *cmd.split()), expect=USAGE)
-        for cmd in ("status", "sync", "run", "simulate --data-dir {out}/sim", "ota status")
+        for cmd in (
+            "status",
+            "sync",
+            "run",
+            "simulate --data-dir {out}/sim",
+            "ota status",
+            "import {root} --dry-run",
+        )
         for kind, path in (
             ("missing", "{root}/" + UNICODE + ".toml"),
             ("garbage", "{garbage_cfg}"),
@@ -306,6 +313,64 @@ CASES: list[Case] = [
         (CLOUD, "report", "--out", "{out}/report-denied", "--root", "{cfg_denied_dir}"),
         unprivileged=True,
     ),
+    # -- camtrap import: a trail camera's card into a store that cannot take it -------------
+    C(
+        "import-card-not-mounted",
+        (CAMTRAP, "--config", "{cfg_nodata}", "import", "{root}"),
+        expect=NO_DATA,
+    ),
+    C(
+        "import-not-a-database",
+        (CAMTRAP, "--config", "{cfg_corrupt}", "import", "{root}"),
+        expect=UNREADABLE,
+    ),
+    C(
+        "import-dry-run-not-a-database",
+        (CAMTRAP, "--config", "{cfg_corrupt}", "import", "{root}", "--dry-run"),
+        expect=UNREADABLE,
+    ),
+    C(
+        "import-read-only-card",
+        (CAMTRAP, "--config", "{cfg_ro}", "import", "{root}"),
+        expect=(int(Exit.STORE_READ_ONLY),),
+        needs_mount=True,
+    ),
+    C(
+        "import-missing-source",
+        (CAMTRAP, "--config", "{cfg}", "import", "{root}/missing"),
+        expect=NO_INPUT,
+    ),
+    C(
+        "import-source-is-a-file",
+        (CAMTRAP, "--config", "{cfg}", "import", "{garbage_cfg}"),
+        expect=NO_INPUT,
+    ),
+    C(
+        "import-bad-clock-offset",
+        (CAMTRAP, "--config", "{cfg}", "import", "{root}", "--dry-run", "--clock-offset", "soon"),
+        expect=(int(Exit.DATA_ERROR),),
+        # The dry run reads the store as `camtrap status` does; SQLite leaves its empty WAL
+        # beside a WAL database in a writable directory (ro-card is the same directory).
+        may_change=tuple(
+            f"{d}/camtrap.db-{s}" for d in ("trap/data", "ro-card") for s in ["wal", "shm"]
+        ),
+    ),
+    C(
+        "import-bad-deployment",
+        (CAMTRAP, "--config", "{cfg}", "import", "{root}", "--deployment", "a/b"),
+        expect=USAGE,
+    ),
+    C(
+        "card-mount-missing",
+        (CAMTRAP, "card", "mount", "{root}/missing", "--at", "{out}/card-at"),
+        expect=NO_INPUT,
+    ),
+    C(
+        "card-mount-not-a-card",
+        (CAMTRAP, "card", "mount", "{garbage_cfg}", "--at", "{out}/card-at"),
+        expect=(int(Exit.DATA_ERROR),),
+    ),
+    C("card-unmount-not-a-card", (CAMTRAP, "card", "unmount", "/proc"), expect=USAGE),
     C("sync-card-not-mounted", (CAMTRAP, "--config", "{cfg_nodata}", "sync"), expect=NO_DATA),
     C("sync-data-dir-is-a-file", (CAMTRAP, "--config", "{cfg_filedata}", "sync")),
     C("sync-not-a-database", (CAMTRAP, "--config", "{cfg_corrupt}", "sync"), expect=UNREADABLE),

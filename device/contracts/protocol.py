@@ -34,6 +34,7 @@ from pydantic import (
 from device.contracts.hashing import sha256_hex
 
 __all__ = [
+    "CAPTURE_VERSION",
     "CHUNK_HEADER_MAX",
     "CHUNK_MAGIC",
     "DOWN_SUFFIXES",
@@ -51,6 +52,7 @@ __all__ = [
     "Ack",
     "AckBatch",
     "AckEntry",
+    "CameraInfo",
     "CaptureMeta",
     "CaptureMethod",
     "ClassificationMethod",
@@ -64,6 +66,7 @@ __all__ = [
     "ErrorReply",
     "Event",
     "Ident",
+    "ImportInfo",
     "Media",
     "MediaChunk",
     "MediaKind",
@@ -101,7 +104,11 @@ PROTOCOL_VERSION: Final = 1
 # Message types that also speak a later version (each type's own ``v``): ingest accepts both,
 # devices send the later one once ingest is upgraded (docs/protocol.md, "Versioning rule").
 TELEMETRY_VERSION: Final = 2
-_LATER_VERSIONS: Final = {"telemetry": (1, TELEMETRY_VERSION)}
+CAPTURE_VERSION: Final = 2
+_LATER_VERSIONS: Final = {
+    "telemetry": (1, TELEMETRY_VERSION),
+    "capture": (1, CAPTURE_VERSION),
+}
 TOPIC_ROOT = "camtrap"
 CHUNK_MAGIC = b"CTC1"
 _CHUNK_PREFIX = struct.Struct(">4sH")
@@ -164,6 +171,26 @@ class Envelope(WireModel):
     device_id: DeviceId
 
 
+class CameraInfo(WireModel):
+    """The camera that took an imported event (EXIF Make/Model/serial, the ``--camera`` name).
+    Absent for the trap's own captures: the device registry describes the trap."""
+
+    make: str | None = Field(None, max_length=64)
+    model: str | None = Field(None, max_length=64)
+    serial: str | None = Field(None, max_length=64)
+    name: str | None = Field(None, max_length=64)
+
+
+class ImportInfo(WireModel):
+    """Where an imported event came from (``camtrap import``, docs/trail-cameras.md)."""
+
+    import_id: Ident
+    source: str = Field(max_length=255)  # the card's volume label or the folder's name
+    # The clock correction applied to every timestamp of the import (the original EXIF time is
+    # kept in each media's exifData); 0 when none was given.
+    clock_offset_s: float = Field(0.0, ge=-10 * 366 * 86400, le=10 * 366 * 86400)
+
+
 class Event(WireModel):
     event_id: Ident
     deployment_id: Ident
@@ -175,6 +202,8 @@ class Event(WireModel):
     clock_source: str = Field(max_length=64)
     clock_synced: bool
     blank_score: Unit | None = None
+    camera: CameraInfo | None = None
+    imported: ImportInfo | None = None
 
 
 class Media(WireModel):
@@ -232,11 +261,30 @@ class CaptureMeta(Envelope):
     """One burst: the event, its frames and the machine observations. Topic ``up/meta``."""
 
     type: Literal["capture"] = "capture"
+    # v2 (docs/protocol.md, "Versioning rule"): ``event.camera`` and ``event.imported``, the
+    # trail-camera import's facts. A capture without them stays v1, so a trap's own captures
+    # still reach an ingest that speaks only v1.
+    v: Literal[1, 2] = PROTOCOL_VERSION  # type: ignore[assignment]
     item_id: Ident
     sent_at: AwareDatetime | None = None
     event: Event
     media: list[Media] = Field(default_factory=list, max_length=1000)
     observations: list[Observation] = Field(default_factory=list, max_length=5000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lowest_version_that_holds_it(cls, data: Any) -> Any:
+        # Built in code without a ``v`` (the device's uplink): an imported event needs v2.
+        # Off the wire ``v`` is always there (decode refuses a message without it).
+        if isinstance(data, dict) and "v" not in data and _has_import_facts(data.get("event")):
+            return {**data, "v": CAPTURE_VERSION}
+        return data
+
+    @model_validator(mode="after")
+    def _v1_has_no_import_facts(self) -> CaptureMeta:
+        if self.v == 1 and _has_import_facts(self.event):
+            raise ValueError("event.camera/event.imported need v=2")
+        return self
 
     @model_validator(mode="after")
     def _one_event(self) -> CaptureMeta:
@@ -252,6 +300,14 @@ class CaptureMeta(Envelope):
             if obs.media_id is not None and obs.media_id not in media_ids:
                 raise ValueError(f"observation {obs.observation_id} names an unknown mediaID")
         return self
+
+
+def _has_import_facts(event: Any) -> bool:
+    if isinstance(event, Event):
+        return event.camera is not None or event.imported is not None
+    if isinstance(event, dict):
+        return event.get("camera") is not None or event.get("imported") is not None
+    return False
 
 
 class MediaChunk(Envelope):

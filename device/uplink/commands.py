@@ -30,6 +30,7 @@ from typing import Any, TextIO
 from device.config import Settings
 from device.errors import UserError
 from device.plugins import seconds
+from device.progress import ProgressLine
 from device.runlock import SYNC_REQUEST, RunLock
 from device.store.db import Database, DatabaseError, ReadOnlyConnection, Source, open_readonly
 from device.store.events import Events
@@ -360,15 +361,11 @@ def _mb(nbytes: int | None) -> str:
 
 
 class ProgressBar:
-    """Items, bytes, rate and ETA: a redrawn bar on a terminal, a line every 2 s otherwise."""
-
-    WIDTH = 24
+    """Items, bytes, rate and ETA (``device.progress`` draws it)."""
 
     def __init__(self, out: TextIO, plain: bool) -> None:
         self.out = out
-        self.plain = plain
-        self.started = time.monotonic()
-        self._last = 0.0
+        self.line = ProgressLine(out, plain, "sync progress")
 
     def show(
         self,
@@ -380,12 +377,9 @@ class ProgressBar:
         why_not: str = "offline; retrying",
     ) -> None:
         """``why_not`` is shown while not ``online`` (it names the host and the reason)."""
-        now = time.monotonic()
-        if now - self._last < (2.0 if self.plain else 0.2):
+        if not self.line.due():
             return
-        self._last = now
-        elapsed = max(1e-6, now - self.started)
-        rate = nbytes / elapsed
+        rate = nbytes / self.line.elapsed()
         left = max(0, total_bytes - nbytes)
         eta = f"{int(left / rate)} s" if rate > 0 and left else "-"
         share = items / total_items if total_items else 1.0
@@ -394,15 +388,7 @@ class ProgressBar:
             f"{items}/{total_items} items  {_mb(nbytes)}/{_mb(total_bytes)}"
             f"  {rate / 1e6:.2f} MB/s  ETA {eta}{state}"
         )
-        if self.plain:
-            print(f"sync progress: {text}", file=self.out, flush=True)
-        else:
-            filled = int(share * self.WIDTH)
-            bar = "#" * filled + "." * (self.WIDTH - filled)
-            self.out.write(f"\r[{bar}] {text}\x1b[K")
-            self.out.flush()
+        self.line.draw(share, text)
 
     def done(self) -> None:
-        if not self.plain:
-            self.out.write("\n")
-            self.out.flush()
+        self.line.done()

@@ -11,12 +11,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
-from device.protocol import CaptureMeta, Event, Media, Observation, utc_now
+from device.protocol import (
+    CameraInfo,
+    CaptureMeta,
+    Event,
+    ImportInfo,
+    Media,
+    Observation,
+    utc_now,
+)
 from device.store.db import Source
 from device.store.events import Events
+from device.store.imports import Imports
 from device.store.media import Media as MediaTable
 from device.store.media import MediaRow
 from device.store.observations import ObservationRecord, Observations
@@ -54,6 +64,10 @@ def capture_meta(
     observations = Observations(source).for_event(event_id)
     start = ev.started_at
     end = ev.ended_at or start
+    # A photo imported from a trail camera's card travels with its camera, its import and its
+    # original name and EXIF (docs/trail-cameras.md); a capture of the trap's own does not.
+    imported = Imports(source).event_facts(event_id) if ev.import_id else None
+    originals = Imports(source).media_facts([m.media_id for m in media]) if imported else {}
     try:
         return CaptureMeta(
             device_id=device_id,
@@ -70,8 +84,10 @@ def capture_meta(
                 clock_source=ev.clock_source,
                 clock_synced=ev.clock_synced,
                 blank_score=ev.blank_score,
+                camera=_camera(imported),
+                imported=_import(imported),
             ),
-            media=[_media(m, ev.deployment_id) for m in media],
+            media=[_media(m, ev.deployment_id, originals.get(m.media_id)) for m in media],
             observations=[_observation(o, ev.deployment_id, start, end) for o in observations],
         )
     except ValidationError as exc:
@@ -80,7 +96,35 @@ def capture_meta(
         raise Undeliverable(f"metadata of {event_id} is invalid: {where}: {err['msg']}") from exc
 
 
-def _media(m: MediaRow, deployment_id: str) -> Media:
+# CameraInfo's limit per field. A camera's EXIF may say more (a padded Model, a long serial):
+# cut here, whole in the media's exifData, so the event is still delivered.
+CAMERA_TEXT_CHARS = 64
+# Media.file_name refuses these; a folder on a Linux disk may hold them in a name.
+_UNSENDABLE_IN_NAMES = str.maketrans({"/": "_", "\\": "_", "\x00": "_"})
+
+
+def _camera(imported: dict[str, Any] | None) -> CameraInfo | None:
+    camera = imported.get("camera") if imported else None
+    if not camera:
+        return None
+    return CameraInfo(
+        **{k: v[:CAMERA_TEXT_CHARS] if isinstance(v, str) else v for k, v in camera.items()}
+    )
+
+
+def _import(imported: dict[str, Any] | None) -> ImportInfo | None:
+    if not imported:
+        return None
+    return ImportInfo(
+        import_id=imported["import_id"],
+        source=imported["source"][:255],
+        clock_offset_s=imported["clock_offset_s"],
+    )
+
+
+def _media(m: MediaRow, deployment_id: str, original: dict[str, Any] | None = None) -> Media:
+    card_name = (original or {}).get("file_name")
+    name = card_name.translate(_UNSENDABLE_IN_NAMES)[:255] if card_name else f"{m.media_id}.jpg"
     return Media(
         media_id=m.media_id,
         event_id=m.event_id,
@@ -88,7 +132,8 @@ def _media(m: MediaRow, deployment_id: str) -> Media:
         seq=m.seq,
         capture_method=m.capture_method,
         timestamp=m.captured_at,
-        file_name=f"{m.media_id}.jpg",
+        file_name=name,
+        exif_data=(original or {}).get("exif_data"),
         file_mediatype=m.file_mediatype,
         sha256=m.sha256,
         size=m.size,

@@ -193,7 +193,10 @@ class ClassificationWorker(threading.Thread):
         ]
         thumbs = self._thumbnails(todo.media)
         engine = self.engine
-        self._lend_site_memory(engine)
+        # A photo imported from a trail camera's card shows another camera's scene: the trap's
+        # own memory of its empty scene neither judges it nor learns from it.
+        own_scene = todo.event.import_id is None
+        self._lend_site_memory(engine, own_scene)
         verdict = None if engine is None else engine.classify_event(frames)
         if (
             engine is not None
@@ -203,7 +206,7 @@ class ClassificationWorker(threading.Thread):
             for frame in frames:
                 if frame.lores is not None:
                     engine.learn_background(frame.lores)
-        if verdict is not None:
+        if verdict is not None and own_scene:
             self._feed_site_memory(event_id, verdict, todo.event.capture_method)
         removed = self.store.record_verdict(
             Verdict(
@@ -223,11 +226,12 @@ class ClassificationWorker(threading.Thread):
             path.unlink(missing_ok=True)
         self._count(verdict)
 
-    def _lend_site_memory(self, serving: ServingEngine | None) -> None:
+    def _lend_site_memory(self, serving: ServingEngine | None, own_scene: bool = True) -> None:
         """The serving engine judges novelty against the deployment's memory (or none, when
-        vision.site_memory was turned off)."""
+        vision.site_memory was turned off, or the event is not of the trap's own scene)."""
         if serving is not None:
-            serving.use_site_memory(self.site_memory if self.settings.vision.site_memory else None)
+            lend = self.settings.vision.site_memory and own_scene
+            serving.use_site_memory(self.site_memory if lend else None)
 
     def _feed_site_memory(self, event_id: str, verdict: EventVerdict, capture_method: str) -> None:
         memory = self.site_memory
