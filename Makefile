@@ -10,7 +10,9 @@ DEMO_DIR ?= .demo
 # Debian packages each target needs.
 APT_BASE := python3-venv python3-dev
 # libatomic1: the node binary inside playwright (which drives chromium) links against it.
-APT_TEST := mosquitto mosquitto-clients chromium libatomic1
+# dosfstools, mtools, exfatprogs, fusefat, exfat-fuse: the trail-camera card images the
+# import tests build and mount through FUSE (tests/support/fatcard.py).
+APT_TEST := mosquitto mosquitto-clients chromium libatomic1 dosfstools mtools exfatprogs fusefat exfat-fuse
 APT_DEMO := mosquitto
 
 # Install the Debian packages given in $(1) that are missing; apt-get update only if needed.

@@ -19,6 +19,7 @@ MODULES = [
     "tests.bench.bench_cloud",
     "tests.bench.bench_review",
     "tests.bench.bench_training",
+    "tests.bench.bench_import",
 ]
 
 
