@@ -1,9 +1,10 @@
-"""``camtrap-cloud export camtrap-dp`` and ``camtrap-cloud export validate``."""
+"""``camtrap-cloud export camtrap-dp``, ``export validate`` and ``export locate``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -86,6 +87,70 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def bounded(low: float, high: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not low <= value <= high:  # also refuses nan and inf
+            raise argparse.ArgumentTypeError(f"must be a number from {low:g} to {high:g}")
+        return value
+
+    return parse
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be a whole number of metres, at least 1")
+    return value
+
+
+def _locate(args: argparse.Namespace) -> int:
+    from cloud_stub.ingest.store import guard_store
+
+    return guard_store("camtrap-cloud export locate", lambda: _run_locate(args), args.root)
+
+
+def _run_locate(args: argparse.Namespace) -> int:
+    from cloud_stub.ingest.store import IngestStore, StoreError, store_path
+    from device.contracts.exitcodes import Exit
+
+    # Recording a place must not create an empty store where the path was mistyped.
+    if not store_path(args.root).is_file():
+        raise StoreError(f"no ingest store at {store_path(args.root)}", Exit.NO_INPUT)
+    store = IngestStore(args.root)
+    try:
+        known = store.db.execute(
+            "SELECT 1 FROM deployments WHERE deployment_id = ?", (args.deployment,)
+        ).fetchone()
+        if known is None:
+            print(
+                f"camtrap-cloud export locate: no deployment {args.deployment!r} in "
+                f"{store_path(args.root)} (it appears once ingest stored one of its events)",
+                file=sys.stderr,
+            )
+            return 2
+        fields = {"latitude": args.latitude, "longitude": args.longitude}
+        if args.coordinate_uncertainty is not None:
+            fields["coordinate_uncertainty"] = args.coordinate_uncertainty
+        if args.location_name:
+            fields["location_name"] = args.location_name
+        store.begin()
+        # No camera_id: where a camera stood says nothing about which camera it was.
+        store.record_deployment(args.deployment, None, **fields)
+        store.commit()
+    finally:
+        store.rollback()
+        store.close()
+    print(f"{args.deployment}: latitude {args.latitude:g}, longitude {args.longitude:g} recorded")
+    return 0
+
+
 def _validate(args: argparse.Namespace) -> int:
     from cloud_stub.export.validate import validate_package
 
@@ -131,6 +196,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     dp.add_argument("--data-license", help="e.g. CC0-1.0")
     dp.add_argument("--media-license", help="e.g. CC-BY-4.0")
     dp.set_defaults(func=_export)
+
+    locate = kinds.add_parser(
+        "locate",
+        help="record where a deployment's camera stood (for one no trap was provisioned for)",
+    )
+    locate.add_argument("deployment", help="the deploymentID, e.g. from camtrap import")
+    locate.add_argument("--root", type=Path, required=True, help="the ingest data dir")
+    locate.add_argument("--latitude", type=bounded(-90, 90), required=True, help="WGS84")
+    locate.add_argument("--longitude", type=bounded(-180, 180), required=True, help="WGS84")
+    locate.add_argument(
+        "--coordinate-uncertainty",
+        type=positive_int,
+        help="metres (e.g. 30 for a phone's GPS)",
+    )
+    locate.add_argument("--location-name", help="e.g. the site's name")
+    locate.set_defaults(func=_locate)
 
     check = kinds.add_parser("validate", help="validate a Camtrap DP package, offline")
     check.add_argument("package", type=Path, help="package dir or its datapackage.json")

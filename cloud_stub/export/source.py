@@ -15,6 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cloud_stub.export.cameras import DeploymentCamera, deployment_camera
+from cloud_stub.export.clocks import clock_correction, clock_trouble
 from cloud_stub.export.package import ExportError
 from cloud_stub.export.preference import preferred_observations, reviewed_id
 from cloud_stub.export.tables import camtrap_datetime
@@ -91,7 +93,13 @@ def _bool(value: Any) -> bool | None:
     return None if value is None else bool(value)
 
 
-def _deployment_row(dep: dict[str, Any], clock_trouble: bool) -> dict[str, Any]:
+def _joined(*texts: str | None) -> str | None:
+    return "; ".join(t for t in texts if t) or None
+
+
+def _deployment_row(
+    dep: dict[str, Any], clock_trouble: bool, camera: DeploymentCamera
+) -> dict[str, Any]:
     get = dep.get
     recorded_issue = get("timestamp_issues")
     return {
@@ -104,31 +112,37 @@ def _deployment_row(dep: dict[str, Any], clock_trouble: bool) -> dict[str, Any]:
         "deploymentStart": camtrap_datetime(dep["deployment_start"]),
         "deploymentEnd": camtrap_datetime(dep["deployment_end"]),
         "setupBy": get("setup_by"),
-        "cameraID": dep["camera_id"],
-        "cameraModel": get("camera_model"),
+        "cameraID": camera.camera_id,
+        "cameraModel": camera.camera_model,
         "cameraDelay": _int(get("camera_delay")),
         "cameraHeight": get("camera_height"),
         "cameraDepth": get("camera_depth"),
         "cameraTilt": _int(get("camera_tilt")),
         "cameraHeading": _int(get("camera_heading")),
         "detectionDistance": get("detection_distance"),
-        # Recorded by provisioning, or known from ingest: a frame taken on an unsynced clock.
+        # Recorded by provisioning, or known from ingest: a frame taken on an unsynced clock
+        # (or an imported camera's uncorrected one).
         "timestampIssues": bool(recorded_issue) or clock_trouble,
         "baitUse": _bool(get("bait_use")),
         "featureType": get("feature_type"),
         "habitat": get("habitat"),
         "deploymentGroups": get("deployment_groups"),
         "deploymentTags": get("deployment_tags"),
-        "deploymentComments": get("deployment_comments"),
+        "deploymentComments": _joined(get("deployment_comments"), camera.comment),
     }
 
 
-def _media_row(m: dict[str, Any], path: str, public: bool, thumbnail: bool) -> dict[str, Any]:
+def _media_row(
+    m: dict[str, Any], path: str, public: bool, thumbnail: bool, event: dict[str, Any]
+) -> dict[str, Any]:
     exif = json.loads(m["exif_data"]) if m.get("exif_data") else None
     comments = _tags(
         [
             ("clockSource", m["clock_source"]),
             ("clockSynced", "true" if m["clock_synced"] else "false"),
+            # The timestamp is corrected; the camera's own time stays in exifData.
+            ("clockCorrection", clock_correction(exif, event.get("clock_offset_s"))),
+            ("importedFrom", event.get("import_source")),
             ("irOn", "true" if m["ir_on"] else "false"),
             ("sha256", m.get("thumbnail_sha256") if thumbnail else m.get("sha256")),
             ("file", "thumbnail only, full-resolution file not uploaded" if thumbnail else None),
@@ -185,7 +199,23 @@ def _rows(db: sqlite3.Connection, sql: str, params: Iterable[Any] = ()) -> list[
     return [dict(row) for row in db.execute(sql, tuple(params))]
 
 
-def _deployments(db: sqlite3.Connection, selection: Selection, notes: list[str]) -> list[dict]:
+def _unlocated_text(dep: dict[str, Any], events: list[dict[str, Any]]) -> str:
+    """A deployment id, and where it came from when only imports created it."""
+    sources = sorted({e["import_source"] for e in events if e.get("import_source")})
+    if dep.get("camera_id_recorded") or not sources or any(not e.get("import_id") for e in events):
+        return dep["deployment_id"]
+    return (
+        f"{dep['deployment_id']} (imported from {', '.join(sources)}; "
+        "no trap was provisioned for it)"
+    )
+
+
+def _deployments(
+    db: sqlite3.Connection,
+    selection: Selection,
+    notes: list[str],
+    events: dict[str, list[dict[str, Any]]],
+) -> list[dict]:
     deployments = _rows(db, "SELECT * FROM deployments ORDER BY deployment_id")
     if selection.deployments:
         wanted = set(selection.deployments)
@@ -194,16 +224,21 @@ def _deployments(db: sqlite3.Connection, selection: Selection, notes: list[str])
             raise ExportError(f"no such deployment(s) in the store: {', '.join(sorted(unknown))}")
         deployments = [d for d in deployments if d["deployment_id"] in wanted]
     deployments = [d for d in deployments if _overlaps(d, selection)]
-    unlocated = [
-        d["deployment_id"]
-        for d in deployments
-        if d.get("latitude") is None or d.get("longitude") is None
-    ]
+    without = [d for d in deployments if d.get("latitude") is None or d.get("longitude") is None]
+    unlocated = [d["deployment_id"] for d in without]
     if unlocated and not selection.skip_unlocated:
+        named = [_unlocated_text(d, events.get(d["deployment_id"], [])) for d in without]
+        imported = named != unlocated
+        where = (
+            "Record them at provisioning (imported ones with camtrap-cloud export locate "
+            "DEPLOYMENT --root ROOT --latitude LAT --longitude LON)"
+            if imported
+            else "Record them at provisioning"
+        )
         raise ExportError(
             "Camtrap DP requires latitude and longitude for every deployment, and these have "
-            f"none recorded: {', '.join(unlocated)}. Record them at provisioning, export other "
-            "deployments with --deployment, or leave these out with --skip-unlocated."
+            f"none recorded: {', '.join(named)}. {where}, export other deployments with "
+            "--deployment, or leave these out with --skip-unlocated."
         )
     if unlocated:
         notes.append(
@@ -219,7 +254,10 @@ def extract(ingest_root: Path, selection: Selection) -> Extract:
     out = Extract()
     db = open_readonly(ingest_root)
     try:
-        deployments = _deployments(db, selection, out.notes)
+        by_deployment: dict[str, list[dict[str, Any]]] = {}
+        for e in _rows(db, "SELECT * FROM events ORDER BY event_start, event_id"):
+            by_deployment.setdefault(e["deployment_id"], []).append(e)
+        deployments = _deployments(db, selection, out.notes, by_deployment)
         dep_ids = {d["deployment_id"] for d in deployments}
         media = [
             m
@@ -234,8 +272,22 @@ def extract(ingest_root: Path, selection: Selection) -> Extract:
     finally:
         db.close()
 
-    unsynced = {m["deployment_id"] for m in media if not m["clock_synced"]}
-    out.deployments = [_deployment_row(d, d["deployment_id"] in unsynced) for d in deployments]
+    windowed = {
+        d: [e for e in by_deployment.get(d, []) if _in_window(e["event_start"], selection)]
+        for d in dep_ids
+    }
+    # Every event of the deployments: a frame inside the window may belong to a burst that
+    # started just before it.
+    events = {e["event_id"]: e for d in dep_ids for e in by_deployment.get(d, [])}
+    unsynced = {m["deployment_id"] for m in media if clock_trouble(m)}
+    out.deployments = [
+        _deployment_row(
+            d,
+            d["deployment_id"] in unsynced,
+            deployment_camera(d, windowed[d["deployment_id"]]),
+        )
+        for d in deployments
+    ]
 
     exported_media: set[str] = set()
     missing = thumbnails_only = 0
@@ -253,7 +305,8 @@ def extract(ingest_root: Path, selection: Selection) -> Extract:
         else:
             path = f"media/{relative}"
             out.files.append((media_root / relative, path))
-        out.media.append(_media_row(m, path, selection.public, thumbnail))
+        event = events.get(m["event_id"], {})
+        out.media.append(_media_row(m, path, selection.public, thumbnail, event))
         exported_media.add(m["media_id"])
     if thumbnails_only:
         out.notes.append(f"{thumbnails_only} media item(s) have only their thumbnail")

@@ -290,11 +290,44 @@ DEPLOYMENT_COLUMNS = {
 }
 
 
-def migrate_deployment_columns(db: sqlite3.Connection) -> None:
-    have = {row[1] for row in db.execute("PRAGMA table_info(deployments)")}
-    for name, decl in DEPLOYMENT_COLUMNS.items():
+# Whether provisioning's record named the deployment's camera (``record_deployment``): until
+# then ``camera_id`` is only the device that uploaded the events, and the export may prefer
+# the serial number an imported trail camera reported.
+DEPLOYMENT_BOOKKEEPING = {"camera_id_recorded": "INTEGER"}
+
+# -- where an event came from (migration; trail-camera imports, docs/trail-cameras.md) -------
+# ``camtrap import`` sends the camera (EXIF Make/Model/serial, the ``--camera`` name) and the
+# import (its id, the card or folder, the clock offset applied) with each event. All NULL for
+# a trap's own captures: the registry describes that camera.
+EVENT_COLUMNS = {
+    "camera_make": "TEXT",
+    "camera_model": "TEXT",
+    "camera_serial": "TEXT",
+    "camera_name": "TEXT",
+    "import_id": "TEXT",
+    "import_source": "TEXT",
+    "clock_offset_s": "REAL",  # seconds added to every EXIF time of the import
+}
+
+
+def _add_missing_columns(db: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:
+    have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+    for name, decl in columns.items():
         if name not in have:
-            db.execute(f"ALTER TABLE deployments ADD COLUMN {name} {decl}")
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+
+
+def migrate_deployment_columns(db: sqlite3.Connection) -> None:
+    _add_missing_columns(db, "deployments", {**DEPLOYMENT_COLUMNS, **DEPLOYMENT_BOOKKEEPING})
+
+
+def migrate_event_columns(db: sqlite3.Connection) -> None:
+    _add_missing_columns(db, "events", EVENT_COLUMNS)
+
+
+def table_columns(db: sqlite3.Connection, table: str) -> set[str]:
+    """The columns ``table`` has: readers of an older, unmigrated store check before use."""
+    return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
 
 
 _EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "video/mp4": ".mp4"}
@@ -325,6 +358,7 @@ class IngestStore:
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.executescript(SCHEMA)
             migrate_deployment_columns(self.db)
+            migrate_event_columns(self.db)
         except sqlite3.Error as exc:
             self.db.close()
             raise store_error(self.db_path, exc) from exc
@@ -426,8 +460,13 @@ class IngestStore:
             "deployment_end = max(deployment_end, excluded.deployment_end)",
             (ev.deployment_id, meta.device_id, ev.event_start.isoformat(), end),
         )
+        camera, imported = ev.camera, ev.imported
         self.db.execute(
-            "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT OR IGNORE INTO events(event_id, deployment_id, device_id, capture_method, "
+            "trigger_source, event_start, event_end, frame_count, clock_source, clock_synced, "
+            "blank_score, received_at, camera_make, camera_model, camera_serial, camera_name, "
+            "import_id, import_source, clock_offset_s) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 ev.event_id,
                 ev.deployment_id,
@@ -441,6 +480,13 @@ class IngestStore:
                 ev.clock_synced,
                 ev.blank_score,
                 at,
+                camera.make if camera else None,
+                camera.model if camera else None,
+                camera.serial if camera else None,
+                camera.name if camera else None,
+                imported.import_id if imported else None,
+                imported.source if imported else None,
+                imported.clock_offset_s if imported else None,
             ),
         )
         self.db.executemany(
@@ -523,11 +569,12 @@ class IngestStore:
             (msg.state, at, msg.agent_version, msg.device_id),
         )
 
-    def record_deployment(self, deployment_id: str, camera_id: str, **fields: Any) -> None:
+    def record_deployment(self, deployment_id: str, camera_id: str | None, **fields: Any) -> None:
         """Create or complete a deployment with provisioning's Camtrap DP fields (snake_case).
 
         ``deployment_start``/``deployment_end`` widen the span ingest saw; other fields given
-        replace what was recorded. Unknown field names are refused.
+        replace what was recorded. Unknown field names are refused. ``camera_id`` None keeps
+        the camera ingest saw (a record that only says where an imported camera stood).
         """
         unknown = set(fields) - set(DEPLOYMENT_COLUMNS) - {"deployment_start", "deployment_end"}
         if unknown:
@@ -540,6 +587,8 @@ class IngestStore:
         if known is None:
             if start is None:
                 raise ValueError(f"new deployment {deployment_id} needs deployment_start")
+            if camera_id is None:
+                raise ValueError(f"new deployment {deployment_id} needs a camera_id")
             self.db.execute(
                 "INSERT INTO deployments(deployment_id, camera_id, deployment_start, "
                 "deployment_end) VALUES (?, ?, ?, ?)",
@@ -547,11 +596,16 @@ class IngestStore:
             )
         else:
             self.db.execute(
-                "UPDATE deployments SET camera_id = ?, "
+                "UPDATE deployments SET camera_id = coalesce(?, camera_id), "
                 "deployment_start = min(deployment_start, coalesce(?, deployment_start)), "
                 "deployment_end = max(deployment_end, coalesce(?, deployment_end)) "
                 "WHERE deployment_id = ?",
                 (camera_id, start, end, deployment_id),
+            )
+        if camera_id is not None:
+            self.db.execute(
+                "UPDATE deployments SET camera_id_recorded = 1 WHERE deployment_id = ?",
+                (deployment_id,),
             )
         if fields:
             sets = ", ".join(f"{name} = ?" for name in fields)

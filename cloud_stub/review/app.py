@@ -26,7 +26,7 @@ from flask import (
 )
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from cloud_stub.review import captures, fleet, publish, security
+from cloud_stub.review import captures, fleet, provenance, publish, security
 from cloud_stub.review.reviews import ACTIONS, ReviewError, save_review
 from cloud_stub.review.taxa import TaxonList
 from cloud_stub.review.users import UserStore, users_path
@@ -309,6 +309,13 @@ def _routes(app: Flask) -> None:
         response.headers["Cache-Control"] = "private, max-age=3600"
         return response
 
+    @app.get("/api/events/<event_id>")
+    def event_api(event_id: str) -> Any:
+        event = captures.event_detail(db(), event_id)
+        if event is None:
+            return jsonify({"error": f"no event {event_id}"}), 404
+        return jsonify(provenance.event_json(event))
+
     @app.get("/api/taxa")
     def taxa_api() -> Any:
         query = request.args.get("q", "")
@@ -320,7 +327,9 @@ def _routes(app: Flask) -> None:
     @app.get("/fleet")
     def fleet_view() -> Any:
         rows, rollout_known = fleet.fleet(db(), _config().root)
-        return render_template("fleet.html", rows=rows, rollout_known=rollout_known)
+        return render_template(
+            "fleet.html", rows=rows, rollout_known=rollout_known, imported=fleet.imported(db())
+        )
 
     @app.get("/admin/models")
     @security.requires("admin")

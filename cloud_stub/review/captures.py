@@ -11,6 +11,9 @@ from dataclasses import dataclass, field, fields
 from datetime import date, timedelta
 from typing import Any
 
+from cloud_stub.ingest.store import table_columns
+from cloud_stub.review.provenance import provenance
+
 # Idempotent, so every server start may run them; ingest's own schema stays untouched.
 INDEXES = (
     "CREATE INDEX IF NOT EXISTS review_events_time ON events(event_start, event_id)",
@@ -40,9 +43,20 @@ _GEOFENCED = (
 )
 
 
+# The fleet page's count of imported events reads only this (partial: own captures are not in
+# it). Made once the store has the import columns (ingest adds them when it next starts).
+IMPORTED_INDEX = (
+    "CREATE INDEX IF NOT EXISTS review_events_imported ON events(deployment_id, device_id, "
+    "camera_make, camera_model, camera_serial, camera_name, import_source, received_at) "
+    "WHERE import_id IS NOT NULL"
+)
+
+
 def ensure_indexes(db: sqlite3.Connection) -> None:
     for statement in INDEXES:
         db.execute(statement)
+    if "import_id" in table_columns(db, "events"):
+        db.execute(IMPORTED_INDEX)
 
 
 @dataclass
@@ -316,6 +330,7 @@ def event_detail(db: sqlite3.Connection, event_id: str) -> dict[str, Any] | None
     out["machine"] = next((o for o in machine if o["observation_level"] == "event"), None)
     out["frames"] = {o["media_id"]: o for o in machine if o["media_id"]}
     out["reviews"] = [o for o in observations if o["classification_method"] == "human"]
+    out["source"] = provenance(out, out["media"])
     return out
 
 

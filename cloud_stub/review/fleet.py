@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cloud_stub.export.cameras import CAMERA_PARTS, Camera
+from cloud_stub.ingest.store import table_columns
 from cloud_stub.models.serving import parse_serving
 
 HISTORY = 48  # telemetry points per sparkline
@@ -109,6 +111,42 @@ def fleet(db: sqlite3.Connection, root: Path) -> tuple[list[DeviceRow], bool]:
             )
         )
     return rows, rollouts is not None
+
+
+@dataclass
+class ImportedRow:
+    """Trail-camera events ``camtrap import`` sent for one deployment, through one device."""
+
+    deployment_id: str
+    device_id: str
+    events: int
+    cameras: list[str]  # each camera's label (make-model, serial, name)
+    sources: list[str]  # the cards or folders read
+    last_received: str
+
+
+def imported(db: sqlite3.Connection) -> list[ImportedRow]:
+    """Imported events per deployment; empty on a store from before imports existed."""
+    if "import_id" not in table_columns(db, "events"):
+        return []
+    rows: dict[tuple[str, str], ImportedRow] = {}
+    for r in db.execute(
+        "SELECT deployment_id, device_id, camera_make, camera_model, camera_serial, "
+        "camera_name, import_source, count(*) AS n, max(received_at) AS last "
+        "FROM events WHERE import_id IS NOT NULL GROUP BY deployment_id, device_id, "
+        "camera_make, camera_model, camera_serial, camera_name, import_source "
+        "ORDER BY deployment_id, device_id"
+    ):
+        key = (r["deployment_id"], r["device_id"])
+        row = rows.setdefault(key, ImportedRow(*key, 0, [], [], r["last"]))
+        row.events += r["n"]
+        row.last_received = max(row.last_received, r["last"])
+        label = Camera(*(r[f"camera_{part}"] for part in CAMERA_PARTS)).label()
+        if label not in row.cameras:
+            row.cameras.append(label)
+        if r["import_source"] and r["import_source"] not in row.sources:
+            row.sources.append(r["import_source"])
+    return list(rows.values())
 
 
 def sparkline(values: list[float], width: int = 120, height: int = 28) -> str:

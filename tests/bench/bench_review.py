@@ -137,7 +137,12 @@ def generate(root: Path, events: int = 100_000, seed: int = 7) -> dict[str, Any]
             )
             obs_rows.append((_uuid(rng), dep, media_id, event_id, s, e, "media", *shared))
     with db:
-        db.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", ev_rows)
+        db.executemany(
+            "INSERT INTO events(event_id, deployment_id, device_id, capture_method, "
+            "trigger_source, event_start, event_end, frame_count, clock_source, clock_synced, "
+            "blank_score, received_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            ev_rows,
+        )
         db.executemany(
             "INSERT INTO media(media_id, deployment_id, event_id, device_id, seq, capture_method, "
             "timestamp, file_path, file_name, file_mediatype, clock_source, clock_synced, ir_on, "
