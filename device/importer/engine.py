@@ -43,6 +43,7 @@ from device.importer.clock import (
 from device.importer.events import CameraKey, Candidate, PlannedEvent, group_events
 from device.importer.photo import PhotoFacts, PhotoProblem, read_photo
 from device.importer.scan import Listing, SourceFile, is_gone, list_source
+from device.store.db import DatabaseError
 from device.store.imports import (
     ImportedEvent,
     ImportedPhoto,
@@ -498,21 +499,20 @@ class Importer:
         progress: ImportProgress,
         outcome: ImportOutcome,
     ) -> None:
-        assert self.store is not None
-        # What was copied but is held back is not imported (yet): the totals say what is.
-        progress.imported = sum(len(e.photos) for e in planned)
+        # The totals count what is committed: copies held back (or lost to a full disk) are
+        # not imported yet.
+        progress.imported = 0
         batch: list[ImportedEvent] = []
         failures = list(reading.failures)
-        photos_in_batch = 0
         limit = self.settings.import_.batch_photos
         for event in planned:
             batch.append(self._imported_event(event, request, reading.stored))
-            photos_in_batch += len(event.photos)
-            if photos_in_batch >= limit:
-                self._commit_batch(import_id, request, batch, failures, progress, outcome)
-                batch, failures, photos_in_batch = [], [], 0
+            if sum(len(e.photos) for e in batch) >= limit:
+                if not self._commit_batch(import_id, request, batch, failures, reading, outcome):
+                    return
+                batch, failures = [], []
         if batch or failures:
-            self._commit_batch(import_id, request, batch, failures, progress, outcome)
+            self._commit_batch(import_id, request, batch, failures, reading, outcome)
 
     def _commit_batch(
         self,
@@ -520,17 +520,31 @@ class Importer:
         request: ImportRequest,
         batch: list[ImportedEvent],
         failures: list[ImportFailure],
-        progress: ImportProgress,
+        reading: _Reading,
         outcome: ImportOutcome,
-    ) -> None:
+    ) -> bool:
+        """One transaction; False when the disk is too full for it (the import stops, its
+        copies are found again by the next run)."""
         assert self.store is not None
+        progress = outcome.progress
+        photos = sum(len(e.photos) for e in batch)
+        progress.imported += photos
         progress.events += len(batch)
-        result = self.store.commit_import(
-            import_id, request.deployment_id, batch, failures, progress, self._stamp()
-        )
+        try:
+            result = self.store.commit_import(
+                import_id, request.deployment_id, batch, failures, progress, self._stamp()
+            )
+        except (OSError, DatabaseError) as exc:
+            if not _is_full(exc):
+                raise
+            progress.imported -= photos
+            progress.events -= len(batch)
+            self._disk_full(reading, progress, str(exc))
+            return False
         outcome.closed_events += result.closed_events
         if self.on_committed is not None:
             self.on_committed(result)
+        return True
 
     def _imported_event(
         self, event: PlannedEvent, request: ImportRequest, stored: dict[str, StoredFile]
@@ -602,10 +616,13 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _is_full(exc: OSError) -> bool:
+def _is_full(exc: OSError | DatabaseError) -> bool:
+    """ENOSPC from a file, SQLITE_FULL from the database."""
     import errno
 
-    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL" or "is full" in str(exc)
 
 
 def _os_reason(exc: OSError) -> str:
