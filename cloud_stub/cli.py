@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "cloud_stub.review.commands",
     "cloud_stub.training.commands",
     "cloud_stub.demo",
+    "cloud_stub.predict.commands",
 )
 
 

@@ -607,6 +607,16 @@ CASES: list[Case] = [
     ),
     C("cloud-demo-workdir-is-a-file", (CLOUD, "demo", "--workdir", "{a_file}/demo")),
     C(
+        "cloud-predict-insecure-off-loopback",
+        (CLOUD, "predict", "--host", "0.0.0.0", "--port", "0", "--insecure-no-auth"),
+        expect=USAGE,
+    ),
+    C(
+        "cloud-predict-missing-token-file",
+        (CLOUD, "predict", "--port", "0", "--token-file", "{root}/missing-token"),
+        expect=NO_INPUT,
+    ),
+    C(
         "cloud-demo-triggers-negative",
         (CLOUD, "demo", "--workdir", "{out}/demo", "--triggers", "-2"),
     ),

@@ -20,6 +20,7 @@ MODULES = [
     "tests.bench.bench_review",
     "tests.bench.bench_training",
     "tests.bench.bench_import",
+    "tests.bench.bench_predict",
 ]
 
 
