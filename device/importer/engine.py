@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from device.config import Settings
+from device.contracts.hashing import sha256_hex
 from device.importer.clock import (
     NO_CORRECTION,
     ClockArgumentError,
@@ -79,7 +80,7 @@ class ImportStore(Protocol):
 
     def begin_import(self, new: NewImport) -> None: ...
 
-    def write_imported(self, media_id: str, data: bytes) -> StoredFile: ...
+    def write_imported(self, media_id: str, data: bytes, sha256: str) -> StoredFile: ...
 
     def keep_failed_import(self, import_id: str, source_path: str, data: bytes) -> str: ...
 
@@ -300,7 +301,7 @@ class Importer:
                 )
                 progress.files_done += 1
                 continue
-            sha = _sha256(data)
+            sha = sha256_hex(data)
             if sha in seen or self.known([sha]):
                 reading.duplicates.append(source.rel)
                 progress.duplicates += 1
@@ -340,7 +341,7 @@ class Importer:
             if self._disk_short(len(data)):
                 return self._disk_full(reading, progress, "free space is below the reserve")
             try:
-                reading.stored[sha] = self.store.write_imported(media_id, data)
+                reading.stored[sha] = self.store.write_imported(media_id, data, sha)
             except OSError as exc:
                 if _is_full(exc):
                     return self._disk_full(reading, progress, exc.strerror or str(exc))
@@ -608,12 +609,6 @@ def _find_reference(root: Path, photo: str) -> Path:
 
 def _file_name(rel: str) -> str:
     return rel.rsplit("/", 1)[-1][:255]
-
-
-def _sha256(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()
 
 
 def _is_full(exc: OSError | DatabaseError) -> bool:

@@ -409,18 +409,18 @@ class MediaStore:
         with self._primary().write() as conn:
             imports.begin(conn, new)
 
-    def write_imported(self, media_id: str, data: bytes) -> StoredFile:
+    def write_imported(self, media_id: str, data: bytes, sha256: str) -> StoredFile:
         """A photo from a card, written byte for byte (never re-encoded, no EXIF of ours) at a
         path made from its id, so a re-run after a crash lands on the same name; its row comes
         with ``commit_import``, which first makes every such file durable with one sync of the
-        card (10,000 photos are not 20,000 fsyncs)."""
+        card (10,000 photos are not 20,000 fsyncs). ``sha256`` is the importer's hash of
+        ``data`` (it needed it first, to find duplicates)."""
         self._primary()
-        sha = files.sha256_hex(data)
-        rel = Path(imports.IMPORTED_DIR, sha[:2], f"{media_id}.jpg")
+        rel = Path(imports.IMPORTED_DIR, sha256[:2], f"{media_id}.jpg")
         directory = files.ensure_subdir(self.data_dir, *rel.parent.parts)
         durable.atomic_write(directory / rel.name, data, mode=0o640, sync=False)
         self._unsynced_imports = True
-        return StoredFile(str(rel), sha, len(data))
+        return StoredFile(str(rel), sha256, len(data))
 
     def keep_failed_import(self, import_id: str, source_path: str, data: bytes) -> str:
         """A photo that could not be imported, copied under ``failed/import/`` all the same."""
