@@ -12,7 +12,9 @@ APT_BASE := python3-venv python3-dev
 # libatomic1: the node binary inside playwright (which drives chromium) links against it.
 # dosfstools, mtools, exfatprogs, fusefat, exfat-fuse: the trail-camera card images the
 # import tests build and mount through FUSE (tests/support/fatcard.py).
-APT_TEST := mosquitto mosquitto-clients chromium libatomic1 dosfstools mtools exfatprogs fusefat exfat-fuse
+# postgresql: the suite starts servers of its own from its binaries (tests/support/postgres.py);
+# the cluster the package may start on 5432 is never used.
+APT_TEST := mosquitto mosquitto-clients chromium libatomic1 dosfstools mtools exfatprogs fusefat exfat-fuse postgresql
 APT_DEMO := mosquitto
 
 # Install the Debian packages given in $(1) that are missing; apt-get update only if needed.

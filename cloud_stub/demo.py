@@ -43,7 +43,6 @@ import hashlib
 import json
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -409,11 +408,13 @@ def _cloud_cmd(*args: str) -> list[str]:
 
 def compare(trap: dict[str, list[dict[str, Any]]], cloud: Path) -> dict[str, int]:
     """The trap's captures (``camtrap sync --json``'s ``captures``) against ingest's store."""
-    ing = sqlite3.connect(f"file:{cloud / 'ingest.sqlite'}?mode=ro", uri=True)
+    from cloud_stub.ingest.store import open_store_db
+
+    ing = open_store_db(cloud, check=False)
     try:
         events = {r[0] for r in ing.execute("SELECT event_id FROM events")}
         media = {
-            r[0]: r[1:]
+            r[0]: tuple(r)[1:]
             for r in ing.execute(
                 "SELECT media_id, file_path, sha256, thumbnail_path, thumbnail_sha256 FROM media"
             )
@@ -518,9 +519,10 @@ CLOUD_SETTLE_S = 20.0
 
 def _cloud_is_current(ingest_root: Path, device_id: str, version: str) -> bool:
     """The newest heartbeat the cloud holds says: queue empty, ``version`` serving, synced."""
-    from cloud_stub.ingest.store import StoreError, open_store_db, store_path
+    from cloud_stub.ingest.opening import database_url
+    from cloud_stub.ingest.store import StoreError, database_error, open_store_db, store_path
 
-    if not store_path(ingest_root).exists():
+    if database_url() is None and not store_path(ingest_root).exists():
         return False
     try:
         db = open_store_db(ingest_root, check=False)
@@ -531,8 +533,10 @@ def _cloud_is_current(ingest_root: Path, device_id: str, version: str) -> bool:
             "SELECT payload FROM telemetry WHERE device_id = ? ORDER BY sent_at DESC LIMIT 1",
             (device_id,),
         ).fetchone()
-    except sqlite3.Error:
-        return False
+    except Exception as exc:
+        if database_error(ingest_root, exc) is None:
+            raise
+        return False  # not there yet (no telemetry table): asked again
     finally:
         db.close()
     if row is None:

@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import secrets
-import sqlite3
 import subprocess
 import sys
 import time
@@ -386,7 +385,9 @@ _COLUMNS = ("type", "scientific_name", "common_name", "blank_score", "classified
 
 def classified_with(ingest_root: Path, event_ids: list[str]) -> dict[str, dict[str, Any]]:
     """The cloud's event-level machine observation of each of ``event_ids``."""
-    db = sqlite3.connect(f"file:{ingest_root / 'ingest.sqlite'}?mode=ro", uri=True)
+    from cloud_stub.ingest.store import open_store_db
+
+    db = open_store_db(ingest_root, check=False)
     try:
         found = {}
         for event_id in event_ids:

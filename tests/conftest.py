@@ -5,6 +5,8 @@ pytest_plugins = [
     "tests.support.ports",
     "tests.support.broker",
     "tests.support.pubsub_emulator",
+    "tests.support.postgres",
+    "tests.support.gcs_emulator",
     "tests.support.world",
     # Groups and order for pytest-xdist workers (a serial run is left as it is).
     "tests.support.parallel",

@@ -232,6 +232,7 @@ def test_an_older_store_gains_the_import_columns_and_keeps_its_events(tmp_path):
     db = sqlite3.connect(root / "ingest.sqlite")
     for column in EVENT_COLUMNS:  # what a store made before imports existed looks like
         db.execute(f"ALTER TABLE events DROP COLUMN {column}")
+    db.execute("DROP TABLE schema_migrations")  # ... and before its steps were recorded
     db.commit()
     db.close()
 

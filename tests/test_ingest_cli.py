@@ -63,6 +63,27 @@ def test_ingest_command_needs_a_source(tmp_path):
     assert "--mqtt-host" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("option", "said"),
+    [
+        (["--media", "s3://bucket"], "s3://bucket"),
+        (["--db", "mysql://user@host/db"], "postgresql://"),
+    ],
+)
+def test_ingest_refuses_a_media_or_db_location_it_cannot_use_in_one_line(tmp_path, option, said):
+    command = [sys.executable, "-m", "cloud_stub.cli", "ingest", "--root", str(tmp_path)]
+    command += ["--pubsub-subscription", "projects/p/subscriptions/s", *option]
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2, result.stderr
+    assert said in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
 def test_ca_signs_a_device_csr_only_for_the_device_it_names(tmp_path):
     ca_dir = tmp_path / "ca"
     run = [sys.executable, "-m", "cloud_stub.cli", "ca"]

@@ -23,8 +23,8 @@ DEVICE = "trap-01"
 
 
 @pytest.fixture
-def ingest(tmp_path):
-    ingestor = Ingestor(tmp_path / "cloud", max_message_bytes=1024 * 1024)
+def ingest(tmp_path, store_url):
+    ingestor = Ingestor(tmp_path / "cloud", max_message_bytes=1024 * 1024, db_url=store_url)
     yield ingestor
     ingestor.close()
 
@@ -112,13 +112,13 @@ def test_a_message_whose_payload_names_another_device_is_unauthorised(ingest):
     assert stored_counts(ingest) == (0, 0, 0)
 
 
-def test_a_device_cannot_claim_ids_that_belong_to_another_device(ingest):
+def test_a_device_cannot_claim_ids_that_belong_to_another_device(ingest, store_url):
     meta, _ = capture("trap-02")
     assert deliver(ingest, meta, device="trap-02").rejected is None
     hijack = meta.model_copy(update={"device_id": DEVICE, "item_id": "capture:hijack"})
     outcome = deliver(ingest, hijack)
     assert outcome.rejected == "unauthorised"
-    assert query(ingest.store.root, "SELECT device_id FROM events") == [("trap-02",)]
+    assert query(ingest.store.root, "SELECT device_id FROM events", url=store_url) == [("trap-02",)]
 
 
 def test_a_message_on_the_wrong_subtopic_is_rejected(ingest):
@@ -138,7 +138,7 @@ def test_a_chunk_whose_bytes_do_not_match_its_sha256_is_refused_and_asked_for_ag
     assert outcome.rejected == "chunk_sha256_mismatch"
     (reply,) = outcome.replies
     assert (reply.type, reply.item_id, reply.retryable) == ("error", chunk.item_id, True)
-    assert not list(ingest.partial.root.iterdir())
+    assert ingest.store.rows("partial_chunks") == []
 
 
 def test_a_chunk_for_an_unknown_media_id_is_refused_and_nothing_is_kept(ingest):
@@ -148,11 +148,11 @@ def test_a_chunk_for_an_unknown_media_id_is_refused_and_nothing_is_kept(ingest):
     assert outcome.rejected == "unknown_media"
     assert outcome.retry_later
     assert [r.reason for r in outcome.replies] == ["unknown_media"]
-    assert not list(ingest.partial.root.iterdir())
+    assert ingest.store.rows("partial_chunks") == []
     assert not list(ingest.store.media_root.iterdir())
 
 
-def test_chunks_that_do_not_add_up_to_the_announced_file_are_discarded(ingest):
+def test_chunks_that_do_not_add_up_to_the_announced_file_are_discarded(ingest, store_url):
     data = os.urandom(9000)
     meta, _ = capture(DEVICE, full_files=[data])
     deliver(ingest, meta)
@@ -164,8 +164,8 @@ def test_chunks_that_do_not_add_up_to_the_announced_file_are_discarded(ingest):
     outcomes = [deliver(ingest, c, subtopic="media") for c in liar]
     assert outcomes[-1].rejected == "file_sha256_mismatch"
     assert outcomes[-1].replies[-1].restart is True
-    assert query(ingest.store.root, "SELECT thumbnail_path FROM media") == [(None,)]
-    assert not list(ingest.partial.root.iterdir())
+    assert query(ingest.store.root, "SELECT thumbnail_path FROM media", url=store_url) == [(None,)]
+    assert ingest.store.rows("partial_chunks") == []
 
 
 def test_a_full_file_that_differs_from_its_metadata_is_refused(ingest):
@@ -178,7 +178,7 @@ def test_a_full_file_that_differs_from_its_metadata_is_refused(ingest):
     assert outcome.replies[0].retryable is False
 
 
-def test_a_flood_of_duplicates_is_stored_once_and_each_copy_is_acknowledged(ingest):
+def test_a_flood_of_duplicates_is_stored_once_and_each_copy_is_acknowledged(ingest, store_url):
     data = os.urandom(20_000)
     meta, _ = capture(DEVICE, full_files=[data])
     chunks = chunks_of(meta, data)
@@ -188,9 +188,9 @@ def test_a_flood_of_duplicates_is_stored_once_and_each_copy_is_acknowledged(inge
         for chunk in chunks:
             replies += deliver(ingest, chunk, subtopic="media").replies
     root = ingest.store.root
-    assert query(root, "SELECT count(*) FROM events") == [(1,)]
-    assert query(root, "SELECT count(*) FROM observations") == [(1,)]
-    (path,) = query(root, "SELECT file_path FROM media")[0]
+    assert query(root, "SELECT count(*) FROM events", url=store_url) == [(1,)]
+    assert query(root, "SELECT count(*) FROM observations", url=store_url) == [(1,)]
+    (path,) = query(root, "SELECT file_path FROM media", url=store_url)[0]
     assert (root / "media" / path).read_bytes() == data
     assert len(list((root / "media").rglob("*.jpg"))) == 1
     counters = ingest.store.counters()
@@ -208,10 +208,10 @@ def test_a_flood_of_duplicates_is_stored_once_and_each_copy_is_acknowledged(inge
     )
 
 
-def test_partial_chunks_survive_an_ingest_restart(tmp_path):
+def test_partial_chunks_survive_an_ingest_restart(tmp_path, store_url):
     data = os.urandom(12_000)
     meta, _ = capture(DEVICE, full_files=[data])
-    first = Ingestor(tmp_path / "cloud")
+    first = Ingestor(tmp_path / "cloud", db_url=store_url)
     deliver(first, meta)
     chunks = chunks_of(meta, data)
     assert len(chunks) >= 3
@@ -219,14 +219,44 @@ def test_partial_chunks_survive_an_ingest_restart(tmp_path):
         deliver(first, chunk, subtopic="media")
     first.close()
 
-    second = Ingestor(tmp_path / "cloud")
+    second = Ingestor(tmp_path / "cloud", db_url=store_url)
     try:
         outcomes = [deliver(second, c, subtopic="media") for c in chunks[2:]]
     finally:
         second.close()
     assert outcomes[-1].replies[-1].chunk == "complete"
-    (path,) = query(tmp_path / "cloud", "SELECT file_path FROM media")[0]
+    (path,) = query(tmp_path / "cloud", "SELECT file_path FROM media", url=store_url)[0]
     assert (tmp_path / "cloud" / "media" / path).read_bytes() == data
+
+
+def test_chunks_an_older_ingest_kept_on_disk_are_adopted_not_lost(tmp_path):
+    """Before chunks lived in the database they were files under ``<root>/partial/``; the
+    device resumes after acknowledged chunks, so those must still count."""
+    data = os.urandom(12_000)
+    meta, _ = capture(DEVICE, full_files=[data])
+    root = tmp_path / "cloud"
+    first = Ingestor(root)
+    deliver(first, meta)
+    first.close()
+    chunks = chunks_of(meta, data)
+    head = chunks[0]
+    upload = (
+        root
+        / "partial"
+        / (f"{head.media_id}.{head.kind}.{head.sha256}.{head.total_size}.{head.chunk_size}")
+    )
+    upload.mkdir(parents=True)
+    (upload / "0000000.chunk").write_bytes(head.data)
+
+    second = Ingestor(root)
+    try:
+        assert not (root / "partial").exists()
+        outcomes = [deliver(second, c, subtopic="media") for c in chunks[1:]]
+    finally:
+        second.close()
+    assert outcomes[-1].replies[-1].chunk == "complete"
+    (path,) = query(root, "SELECT file_path FROM media")[0]
+    assert (root / "media" / path).read_bytes() == data
 
 
 def test_hostile_traffic_over_mqtt_does_not_stop_ingest(broker, tmp_path):

@@ -68,7 +68,9 @@ def test_capture_and_its_media_arrive_and_are_acknowledged_after_storage(broker,
         assert sha == hashlib.sha256(data).hexdigest()
         assert path.startswith("dep-1/")
     assert query(root, "SELECT count(*) FROM observations") == [(2,)]
-    assert not list((root / "partial").iterdir()), "partial chunks are cleaned up once stored"
+    assert query(root, "SELECT count(*) FROM partial_chunks") == [(0,)], (
+        "partial chunks are cleaned up once stored"
+    )
 
 
 def test_device_presence_is_retained_online_then_offline(broker, tmp_path):

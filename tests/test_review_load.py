@@ -7,12 +7,13 @@ all matches) and returns the right events.
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from urllib.parse import parse_qsl, quote
 
 import pytest
 
+from cloud_stub.ingest.database import Database
+from cloud_stub.ingest.opening import open_store_db
 from cloud_stub.review import captures
 from tests.bench.bench_review import QUERIES, generate, logged_in_client, timed
 
@@ -27,16 +28,18 @@ def big(tmp_path_factory):
     return root, facts, client
 
 
-def _db(root: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(root / "ingest.sqlite")
-    db.row_factory = sqlite3.Row
-    return db
+def _db(root: Path) -> Database:
+    """The store as the review page reads it: through the one door."""
+    return open_store_db(root, check=False)
 
 
 def test_the_store_really_holds_100000_events(big):
     root, _, _ = big
-    with _db(root) as db:
+    db = _db(root)
+    try:
         assert db.execute("SELECT count(*) FROM events").fetchone()[0] == EVENTS
+    finally:
+        db.close()
 
 
 @pytest.mark.parametrize("name", sorted(QUERIES))

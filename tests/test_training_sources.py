@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cloud_stub.ingest.store import store_path
+from cloud_stub.ingest.store import open_store_db, store_path
 from cloud_stub.registry.store import RegistryStore
 from cloud_stub.review.reviews import save_review
 from cloud_stub.training.errors import TrainingError
@@ -140,8 +140,7 @@ def test_a_frame_only_a_thumbnail_reached_is_left_out_and_counted(store, tmp_pat
 def test_an_unknown_taxon_is_left_out_as_machine_unusable(store, tmp_path):
     root, bursts = store
     root = copy_store(root, tmp_path / "ingest")
-    db = sqlite3.connect(store_path(root), isolation_level=None)
-    db.row_factory = sqlite3.Row
+    db = open_store_db(root, write=True)
     unknown = TAXA["domestic cat"].__class__("Unknown", "unknown", None, None)
     save_review(db, bursts[0].event_id, username="alice", action="correct", choice=unknown)
     db.close()
@@ -266,8 +265,7 @@ def test_two_spellings_of_one_species_are_one_class(store, tmp_path):
     root = copy_store(root, tmp_path / "ingest")
     cat = TAXA["domestic cat"]
     house_cat = cat.__class__(cat.scientific_name, "house cat", "species", cat.taxonomy)
-    db = sqlite3.connect(store_path(root), isolation_level=None)
-    db.row_factory = sqlite3.Row
+    db = open_store_db(root, write=True)
     for burst, choice in zip(bursts[:3], [cat, house_cat, cat], strict=True):
         save_review(db, burst.event_id, username="alice", action="correct", choice=choice)
     db.close()

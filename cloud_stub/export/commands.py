@@ -44,7 +44,7 @@ def contributor(text: str) -> dict[str, str]:
 def _export(args: argparse.Namespace) -> int:
     from cloud_stub.ingest.store import guard_store
 
-    return guard_store("camtrap-cloud export", lambda: _run_export(args), args.root)
+    return guard_store("camtrap-cloud export", lambda: _run_export(args), args.root, args.db)
 
 
 def _run_export(args: argparse.Namespace) -> int:
@@ -63,6 +63,7 @@ def _run_export(args: argparse.Namespace) -> int:
         media_url_prefix=args.media_url_prefix,
         public=args.public,
         skip_unlocated=args.skip_unlocated,
+        db_url=args.db,
     )
     project = ProjectInfo(
         title=args.title,
@@ -113,17 +114,22 @@ def positive_int(text: str) -> int:
 def _locate(args: argparse.Namespace) -> int:
     from cloud_stub.ingest.store import guard_store
 
-    return guard_store("camtrap-cloud export locate", lambda: _run_locate(args), args.root)
+    return guard_store("camtrap-cloud export locate", lambda: _run_locate(args), args.root, args.db)
 
 
 def _run_locate(args: argparse.Namespace) -> int:
+    from cloud_stub.ingest.opening import database_url, describe, open_store_db
     from cloud_stub.ingest.store import IngestStore, StoreError, store_path
     from device.contracts.exitcodes import Exit
 
-    # Recording a place must not create an empty store where the path was mistyped.
-    if not store_path(args.root).is_file():
-        raise StoreError(f"no ingest store at {store_path(args.root)}", Exit.NO_INPUT)
-    store = IngestStore(args.root)
+    # Recording a place must not create an empty store where the path was mistyped: a missing
+    # file, or a server without ingest tables (the read-only open checks for them).
+    if database_url(args.db) is None:
+        if not store_path(args.root).is_file():
+            raise StoreError(f"no ingest store at {store_path(args.root)}", Exit.NO_INPUT)
+    else:
+        open_store_db(args.root, url=args.db).close()
+    store = IngestStore(args.root, url=args.db)
     try:
         known = store.db.execute(
             "SELECT 1 FROM deployments WHERE deployment_id = ?", (args.deployment,)
@@ -131,7 +137,7 @@ def _run_locate(args: argparse.Namespace) -> int:
         if known is None:
             print(
                 f"camtrap-cloud export locate: no deployment {args.deployment!r} in "
-                f"{store_path(args.root)} (it appears once ingest stored one of its events)",
+                f"{describe(args.root, args.db)} (it appears once ingest stored one of its events)",
                 file=sys.stderr,
             )
             return 2
@@ -166,12 +172,15 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from cloud_stub.ingest.opening import add_db_argument
+
     export = sub.add_parser("export", help="publishable data packages")
     kinds = export.add_subparsers(dest="export_command", required=True)
 
     dp = kinds.add_parser("camtrap-dp", help="write a Camtrap DP 1.0.2 package")
     dp.add_argument("out_dir", type=Path, help="package directory (created whole or not at all)")
     dp.add_argument("--root", type=Path, required=True, help="the ingest data dir")
+    add_db_argument(dp)
     dp.add_argument("--deployment", action="append", help="only this deployment (repeatable)")
     dp.add_argument("--since", type=aware_datetime, help="events from (date or datetime+offset)")
     dp.add_argument("--until", type=aware_datetime, help="events before (exclusive)")
@@ -203,6 +212,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     locate.add_argument("deployment", help="the deploymentID, e.g. from camtrap import")
     locate.add_argument("--root", type=Path, required=True, help="the ingest data dir")
+    add_db_argument(locate)
     locate.add_argument("--latitude", type=bounded(-90, 90), required=True, help="WGS84")
     locate.add_argument("--longitude", type=bounded(-180, 180), required=True, help="WGS84")
     locate.add_argument(

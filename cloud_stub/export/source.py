@@ -8,7 +8,6 @@ missing from an old store; they read as "not recorded".
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,6 +19,9 @@ from cloud_stub.export.clocks import clock_correction, clock_trouble
 from cloud_stub.export.package import ExportError
 from cloud_stub.export.preference import preferred_observations, reviewed_id
 from cloud_stub.export.tables import camtrap_datetime
+from cloud_stub.ingest.database import Database
+from cloud_stub.ingest.opening import open_store_media
+from cloud_stub.media import MediaStorage
 
 
 @dataclass
@@ -32,6 +34,7 @@ class Selection:
     media_url_prefix: str | None = None  # URLs instead of copying files
     public: bool = False  # whether those URLs are publicly readable
     skip_unlocated: bool = False  # leave out deployments without coordinates instead of failing
+    db_url: str | None = None  # the PostgreSQL store (``--db``); None: $CAMTRAP_CLOUD_DB or SQLite
 
 
 @dataclass
@@ -45,15 +48,17 @@ class Extract:
     observation_rows: list[dict[str, Any]] = field(default_factory=list)
 
 
-def open_readonly(ingest_root: Path) -> sqlite3.Connection:
-    """The store, read-only (``cloud_stub.ingest.store.open_store_db``); a missing store is an
-    ``ExportError``, a damaged or unreadable one a ``StoreError`` naming the file."""
-    from cloud_stub.ingest.store import open_store_db, store_path
+def open_readonly(ingest_root: Path, url: str | None = None) -> Database:
+    """The store, read-only (``cloud_stub.ingest.opening.open_store_db``): the SQLite file under
+    ``ingest_root``, or the PostgreSQL server ``url`` (or ``$CAMTRAP_CLOUD_DB``) names. A missing
+    SQLite file is an ``ExportError``; a damaged, unreadable or unreachable store, or a server
+    without ingest tables, a ``StoreError`` naming the file or the server."""
+    from cloud_stub.ingest.opening import database_url, open_store_db, store_path
 
     db_path = store_path(ingest_root)
-    if not db_path.is_file():
+    if database_url(url) is None and not db_path.is_file():
         raise ExportError(f"no ingest store at {db_path} (run camtrap-cloud ingest first)")
-    return open_store_db(ingest_root)
+    return open_store_db(ingest_root, url=url)
 
 
 def _aware(text: str) -> datetime:
@@ -195,7 +200,7 @@ def _observation_row(o: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _rows(db: sqlite3.Connection, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+def _rows(db: Database, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
     return [dict(row) for row in db.execute(sql, tuple(params))]
 
 
@@ -211,7 +216,7 @@ def _unlocated_text(dep: dict[str, Any], events: list[dict[str, Any]]) -> str:
 
 
 def _deployments(
-    db: sqlite3.Connection,
+    db: Database,
     selection: Selection,
     notes: list[str],
     events: dict[str, list[dict[str, Any]]],
@@ -248,12 +253,28 @@ def _deployments(
     return deployments
 
 
+def _present(store: MediaStorage, relative: str | None) -> bool:
+    """Whether the file is there to export. A local file is checked; an object store's row is
+    trusted (ingest records a file only once its upload returned), sparing a request each."""
+    if not relative:
+        return False
+    local = store.local_path(relative)
+    return local is None or local.is_file()
+
+
+def https_url(url: str) -> str:
+    """A ``gs://bucket/key`` as the HTTPS address Camtrap DP readers can follow."""
+    if url.startswith("gs://"):
+        return "https://storage.googleapis.com/" + url.removeprefix("gs://")
+    return url
+
+
 def extract(ingest_root: Path, selection: Selection) -> Extract:
     """The Camtrap DP rows (and files to copy) for ``selection`` of the store at ``ingest_root``."""
-    media_root = Path(ingest_root) / "media"
     out = Extract()
-    db = open_readonly(ingest_root)
+    db = open_readonly(ingest_root, selection.db_url)
     try:
+        store = open_store_media(db, Path(ingest_root))
         by_deployment: dict[str, list[dict[str, Any]]] = {}
         for e in _rows(db, "SELECT * FROM events ORDER BY event_start, event_id"):
             by_deployment.setdefault(e["deployment_id"], []).append(e)
@@ -294,17 +315,21 @@ def extract(ingest_root: Path, selection: Selection) -> Extract:
     for m in media:
         relative = m.get("file_path")
         thumbnail = False
-        if not relative or not (media_root / relative).is_file():
+        if not _present(store, relative):
             relative, thumbnail = m.get("thumbnail_path"), True
-        if not relative or not (media_root / relative).is_file():
+        if not relative or not _present(store, relative):
             missing += 1
             continue
         thumbnails_only += thumbnail
+        local = store.local_path(relative)
         if selection.media_url_prefix:
             path = f"{selection.media_url_prefix.rstrip('/')}/{relative}"
+        elif local is None:
+            # The file is in the bucket: the package points at it instead of copying it.
+            path = https_url(store.url(relative))
         else:
             path = f"media/{relative}"
-            out.files.append((media_root / relative, path))
+            out.files.append((local, path))
         event = events.get(m["event_id"], {})
         out.media.append(_media_row(m, path, selection.public, thumbnail, event))
         exported_media.add(m["media_id"])

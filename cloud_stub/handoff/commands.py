@@ -19,7 +19,9 @@ from cloud_stub.handoff.records import HandoffError
 def _handoff(args: argparse.Namespace) -> int:
     from cloud_stub.ingest.store import guard_store
 
-    return guard_store("camtrap-cloud handoff", lambda: _run_handoff(args), args.ingest_root)
+    return guard_store(
+        "camtrap-cloud handoff", lambda: _run_handoff(args), args.ingest_root, args.db
+    )
 
 
 def _run_handoff(args: argparse.Namespace) -> int:
@@ -42,6 +44,7 @@ def _run_handoff(args: argparse.Namespace) -> int:
         coco=args.coco,
         url_prefix=args.url_prefix or "",
         ingest_root=args.ingest_root,
+        db_url=args.db,
         include_machine=args.include_machine,
         dest=args.dest,
         drop_patterns=tuple(patterns),
@@ -63,6 +66,8 @@ def _run_handoff(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from cloud_stub.ingest.opening import add_db_argument
+
     p = sub.add_parser(
         "handoff",
         help="clean, balance and copy labelled images for AutoML (Apache Beam)",
@@ -73,6 +78,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--coco", help="COCO Camera Traps JSON (path or gs:// URI)")
     p.add_argument("--url-prefix", help="turns file_name into an image URL/path")
     p.add_argument("--ingest-root", type=Path, help="use the stub's verified observations")
+    add_db_argument(p)
     p.add_argument(
         "--include-machine",
         action="store_true",

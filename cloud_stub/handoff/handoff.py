@@ -23,6 +23,7 @@ class HandoffConfig:
     coco: str | None = None
     url_prefix: str = ""
     ingest_root: Path | None = None
+    db_url: str | None = None  # with ingest_root: the PostgreSQL store (``--db``)
     include_machine: bool = False
     dest: str | None = None  # default: <out_dir>/images
     drop_patterns: tuple[str, ...] = DEFAULT_DROP
@@ -45,7 +46,9 @@ def _gather(config: HandoffConfig, report: HandoffReport) -> list[Record]:
         records += found
         report.bad_entries = dict(problems.counts)
     if config.ingest_root:
-        records += stub_records(config.ingest_root, include_machine=config.include_machine)
+        records += stub_records(
+            config.ingest_root, include_machine=config.include_machine, url=config.db_url
+        )
     return records
 
 

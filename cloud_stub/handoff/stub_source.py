@@ -16,6 +16,8 @@ from cloud_stub.export.package import ExportError
 from cloud_stub.export.preference import HUMAN, preferred_observations
 from cloud_stub.export.source import open_readonly
 from cloud_stub.handoff.records import HandoffError, Record
+from cloud_stub.ingest.opening import open_store_media
+from cloud_stub.media import MediaStorage
 
 
 def _category(row: dict[str, Any]) -> str | None:
@@ -26,13 +28,24 @@ def _category(row: dict[str, Any]) -> str | None:
     return None  # unknown / unclassified teach nothing
 
 
-def stub_records(ingest_root: Path, *, include_machine: bool = False) -> list[Record]:
-    media_root = Path(ingest_root) / "media"
+def _source(store: MediaStorage, relative: str) -> str | None:
+    """Where the copy step reads the file: a local path, or the bucket's ``gs://`` URI (the
+    copy step reads those itself); None for a local file that is missing."""
+    local = store.local_path(relative)
+    if local is None:
+        return store.url(relative)
+    return str(local.absolute()) if local.is_file() else None
+
+
+def stub_records(
+    ingest_root: Path, *, include_machine: bool = False, url: str | None = None
+) -> list[Record]:
     try:
-        db = open_readonly(ingest_root)
+        db = open_readonly(ingest_root, url)
     except ExportError as exc:
         raise HandoffError(str(exc)) from exc
     try:
+        store = open_store_media(db, Path(ingest_root))
         observations = [dict(r) for r in db.execute("SELECT * FROM observations")]
         media = {r["media_id"]: dict(r) for r in db.execute("SELECT * FROM media")}
     finally:
@@ -52,12 +65,12 @@ def stub_records(ingest_root: Path, *, include_machine: bool = False) -> list[Re
             target = media.get(media_id)
             if target is None or not target.get("file_path"):
                 continue  # only full-resolution files are worth training on
-            path = media_root / target["file_path"]
-            if path.is_file():
+            source = _source(store, target["file_path"])
+            if source is not None:
                 records[f"{media_id}\x00{category}"] = Record(
                     image_id=media_id,
                     file_name=target["file_path"],
-                    source=str(path.absolute()),
+                    source=source,
                     category=category,
                     origin="stub",
                 )

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cloud_stub.ingest.chunks import PartialChunks
-from cloud_stub.ingest.store import IngestStore
+from cloud_stub.ingest.prediction_queue import enqueue_unclassified
+from cloud_stub.ingest.store import IngestStore, is_transient
 from device.contracts import protocol
-from device.contracts.hashing import sha256_hex
+from device.contracts.hashing import sha256_hex, sha256_pieces
 from device.contracts.protocol import (
     Ack,
     CaptureMeta,
@@ -34,6 +35,9 @@ from device.contracts.protocol import (
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# Waits before each retry of a batch that met a transient PostgreSQL failure (about 30 s in
+# all: a server restart or a fail-over fits; a longer outage is left to the devices' resend).
+TRANSIENT_RETRY_S = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
 
 
 @dataclass(frozen=True)
@@ -54,10 +58,20 @@ class Outcome:
 
 
 class Ingestor:
-    def __init__(self, root: Path, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
-        self.store = IngestStore(root)
-        self.partial = PartialChunks(root)
+    def __init__(
+        self,
+        root: Path,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        *,
+        db_url: str | None = None,
+        media: str | None = None,
+        retry_wait: Callable[[float], None] = time.sleep,
+        retry_schedule: Sequence[float] = TRANSIENT_RETRY_S,
+    ) -> None:
+        self.store = IngestStore(root, url=db_url, media=media)
         self.max_message_bytes = max_message_bytes
+        self.retry_wait = retry_wait
+        self.retry_schedule = tuple(retry_schedule)
         # MQTT and Pub/Sub sources may run side by side; the store has one connection.
         self._lock = threading.Lock()
 
@@ -68,9 +82,29 @@ class Ingestor:
         return self.handle_batch([item])[0]
 
     def handle_batch(self, items: list[Incoming]) -> list[Outcome]:
-        """Process ``items`` in one transaction; replies are safe to send once this returns."""
+        """Process ``items`` in one transaction; replies are safe to send once this returns.
+
+        On PostgreSQL a batch may lose a deadlock to another worker, or the server may restart
+        under it: the whole batch is rolled back and tried again on a fresh connection. If it
+        still fails this raises, and the caller acknowledges nothing (the device resends).
+        """
         with self._lock:
-            return self._handle_batch(items)
+            for attempt in range(len(self.retry_schedule) + 1):
+                try:
+                    return self._handle_batch(items)
+                except Exception as exc:
+                    if not is_transient(exc) or attempt == len(self.retry_schedule):
+                        raise
+                    log.warning("ingest batch will be retried: %s", str(exc).strip()[:200])
+                    self.retry_wait(self.retry_schedule[attempt])
+                    self._reconnect_quietly()
+            raise AssertionError("unreachable")
+
+    def _reconnect_quietly(self) -> None:
+        try:
+            self.store.reconnect()
+        except Exception as exc:  # the server is still down: the next attempt says so
+            log.warning("ingest cannot reconnect yet: %s", str(exc).strip()[:200])
 
     def _handle_batch(self, items: list[Incoming]) -> list[Outcome]:
         after_commit: list[Callable[[], None]] = []
@@ -83,6 +117,8 @@ class Ingestor:
                     outcome = self._handle(item, after_commit)
                     self.store.release()
                 except Exception as exc:
+                    if is_transient(exc):
+                        raise  # the connection or the transaction is gone: retry the batch
                     # A bug or a disk error on one message must not lose the rest of the batch.
                     log.exception("ingest failed on a message from %s", item.source)
                     self.store.rollback_to_savepoint()
@@ -90,10 +126,10 @@ class Ingestor:
                     outcome.retry_later = True
                 outcomes.append(outcome)
             # Files first, then the rows that point at them; acks go out only after both.
-            self.store.sync.flush()
+            self.store.media.flush()
             self.store.commit()
         except BaseException:
-            self.store.sync.discard()
+            self.store.media.discard()
             self.store.rollback()
             raise
         for action in after_commit:
@@ -138,26 +174,27 @@ class Ingestor:
             self.store.store_status(message, at)
             return Outcome()
         assert isinstance(message, CaptureMeta | Telemetry | DeviceEvent)
-        if self.store.already_received(message.device_id, message.item_id):
-            self.store.count(f"duplicates.{message.type}")
-            return Outcome(replies=[_ack(message, "complete", duplicate=True)])
         if isinstance(message, CaptureMeta):
             conflict = self.store.owner_conflict(message)
             if conflict:
                 return self._reject(item, "unauthorised", conflict)
+        # Claiming the item first makes a duplicate on another worker wait for this commit.
+        if not self.store.claim(message.device_id, message.item_id, message.type, at):
+            self.store.count(f"duplicates.{message.type}")
+            return Outcome(replies=[_ack(message, "complete", duplicate=True)])
+        if isinstance(message, CaptureMeta):
             self.store.store_capture(message, at)
         elif isinstance(message, Telemetry):
             self.store.store_telemetry(message, at)
         else:
             self.store.store_device_event(message)
-        self.store.mark_received(message.device_id, message.item_id, message.type, at)
         self.store.count(f"stored.{message.type}")
         return Outcome(replies=[_ack(message, "complete")])
 
     def _chunk(
         self, item: Incoming, chunk: MediaChunk, at: str, after_commit: list[Callable[[], None]]
     ) -> Outcome:
-        row = self.store.media_row(chunk.media_id)
+        row = self.store.media_row(chunk.media_id, lock=True)
         if row is None or row["device_id"] != chunk.device_id:
             # Usually the chunk overtook its metadata; the device (or Pub/Sub) tries again later.
             outcome = self._reject(item, "unknown_media", f"media {chunk.media_id}")
@@ -198,20 +235,19 @@ class Ingestor:
             relative = self.store.media_target(row, chunk.kind)
             self.store.install_file([chunk.data], relative)
             self.store.record_file(chunk.media_id, chunk.kind, relative, chunk.sha256, at)
+            enqueue_unclassified(self.store.db, chunk.media_id, chunk.kind, at)
             self.store.count(f"stored.{chunk.kind}")
             # "complete" covers every chunk, so a one-chunk file needs no per-chunk ack.
             return Outcome(replies=[_ack(chunk, "complete")])
 
-        duplicate = self.partial.has(chunk)
+        duplicate = not self.store.put_chunk(chunk, at)
         if duplicate:
             self.store.count("duplicates.chunk")
-        else:
-            self.partial.put(chunk, self.store.sync)
         outcome = Outcome(replies=[_ack(chunk, chunk.index, duplicate=duplicate)])
-        if not self.partial.complete(chunk):
+        if self.store.chunks_held(chunk) < chunk.count:
             return outcome
-        if self.partial.whole_sha256(chunk) != chunk.sha256:
-            self.partial.discard(chunk)
+        if sha256_pieces(self.store.chunk_pieces(chunk)) != chunk.sha256:
+            self.store.discard_chunks(chunk)
             rejected = self._reject(
                 item, "file_sha256_mismatch", f"{chunk.media_id} {chunk.kind}: chunks do not add up"
             )
@@ -220,12 +256,13 @@ class Ingestor:
             )
             return rejected
         relative = self.store.media_target(row, chunk.kind)
-        self.store.install_file(self.partial.read(chunk), relative)
+        self.store.install_file(self.store.chunk_pieces(chunk), relative)
         self.store.record_file(chunk.media_id, chunk.kind, relative, chunk.sha256, at)
+        # Media of an unclassified event (vision off) wait for the endpoint: predictor.py.
+        enqueue_unclassified(self.store.db, chunk.media_id, chunk.kind, at)
+        # In the same transaction as the file's row: a crash before the commit keeps both.
+        self.store.discard_chunks(chunk)
         self.store.count(f"stored.{chunk.kind}")
-        # Partial chunks go only after the row is committed: a crash in between resends
-        # nothing, the next duplicate chunk finds the file recorded.
-        after_commit.append(lambda: self.partial.discard(chunk))
         outcome.replies.append(_ack(chunk, "complete"))
         return outcome
 

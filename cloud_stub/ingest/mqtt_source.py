@@ -1,5 +1,8 @@
 """Ingest over MQTT: the privileged ``ingest`` client reads ``camtrap/+/up/#``.
 
+Several workers split that stream as one MQTT v5 shared subscription
+(``$share/<group>/camtrap/+/up/#``), each with its own client id and persistent session.
+
 paho's network thread only queues messages; one worker thread takes them in batches, commits
 each batch once (fsync is the slow part), then publishes the app acks and only then PUBACKs the
 broker (``manual_ack``). If ingest dies before that PUBACK, the broker redelivers from our
@@ -12,6 +15,7 @@ import logging
 import queue
 import ssl
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +26,20 @@ from paho.mqtt.properties import Properties
 
 from cloud_stub.ingest.core import Incoming, Ingestor
 from device.contracts import protocol
+from device.contracts.errors import one_line
 from device.contracts.protocol import Ack, AckBatch, ErrorReply, ProtocolError
 
 log = logging.getLogger(__name__)
 
 UP_FILTER = f"{protocol.TOPIC_ROOT}/+/up/#"
+RETRY_MAX_WAIT_S = 30.0
+# A lone ingest keeps its session for a week: what came while it was down waits for it.
+SESSION_EXPIRY_S = 7 * 24 * 3600
+# mosquitto keeps giving a disconnected member of a share group its turn, into its session, so
+# a dead worker would swallow 1/N of the stream for as long as its session lives. Two minutes
+# covers a restart; after that the broker forgets it and the devices resend what it held (it
+# acked none of it).
+SHARED_SESSION_EXPIRY_S = 120
 
 
 class MqttIngest:
@@ -40,13 +53,21 @@ class MqttIngest:
         cert_file: Path | None,
         key_file: Path | None,
         client_id: str = "camtrap-ingest",
-        session_expiry_s: int = 7 * 24 * 3600,
+        session_expiry_s: int | None = None,
         batch_max: int = 256,
+        share_group: str | None = None,
+        first_retry_wait_s: float = 1.0,
     ) -> None:
         self.ingestor = ingestor
+        # Several workers split one stream with an MQTT v5 shared subscription: the broker gives
+        # each message to one member of the group (docs/scale.md).
+        self.topic_filter = f"$share/{share_group}/{UP_FILTER}" if share_group else UP_FILTER
         self.host, self.port = host, port
+        if session_expiry_s is None:
+            session_expiry_s = SHARED_SESSION_EXPIRY_S if share_group else SESSION_EXPIRY_S
         self.session_expiry_s = session_expiry_s
         self.batch_max = batch_max
+        self.first_retry_wait_s = first_retry_wait_s
         self._inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self._stop = threading.Event()
         self._subscribed = threading.Event()
@@ -103,7 +124,7 @@ class MqttIngest:
         # Our replies must respect the broker's packet limit just as the devices' messages do.
         limit = getattr(props, "MaximumPacketSize", None)
         self.max_reply_bytes = min(64 * 1024, (limit or 1 << 28) - 256)
-        client.subscribe(UP_FILTER, qos=1)
+        client.subscribe(self.topic_filter, qos=1)
 
     def _on_subscribe(
         self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any, props: Any
@@ -111,7 +132,7 @@ class MqttIngest:
         if all(not rc.is_failure for rc in reason_codes):
             self._subscribed.set()
         else:
-            log.error("subscription to %s refused: %s", UP_FILTER, reason_codes)
+            log.error("subscription to %s refused: %s", self.topic_filter, reason_codes)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self._inbox.put(msg)
@@ -130,11 +151,29 @@ class MqttIngest:
                     batch.append(self._inbox.get_nowait())
                 except queue.Empty:
                     break
+            self._process_until_done(batch)
+
+    def _process_until_done(self, batch: list[mqtt.MQTTMessage]) -> None:
+        """Store and ack ``batch``, trying again while the store is down.
+
+        Nothing of a failed batch was acked, and the broker would resend it only after a
+        reconnect, so the batch is kept and tried again here (``handle_batch`` already retried
+        a transient failure for about 30 s). A worker that is stopped meanwhile acks nothing:
+        the broker gives the messages to this session again, or the device resends them.
+        """
+        for wait_s in _retry_waits(self.first_retry_wait_s):
             try:
                 self._process(batch)
-            except Exception:
-                # Nothing was PUBACKed, so the broker redelivers after a reconnect; keep serving.
-                log.exception("ingest batch of %d failed", len(batch))
+                return
+            except Exception as exc:
+                log.error(
+                    "ingest batch of %d failed, trying again in %.1f s: %s",
+                    len(batch),
+                    wait_s,
+                    one_line(str(exc)) or type(exc).__name__,
+                )
+                if self._stop.wait(wait_s):
+                    return
 
     def _process(self, batch: list[mqtt.MQTTMessage]) -> None:
         items = [_incoming(msg) for msg in batch]
@@ -157,6 +196,15 @@ class MqttIngest:
             if msg.qos > 0:
                 self.client.ack(msg.mid, msg.qos)
         self.processed += len(batch)
+
+
+def _retry_waits(first_s: float) -> Iterator[float]:
+    """1, 2, 4 ... 30, 30, ... seconds (from ``first_s``): for ever, as ingest has nothing
+    better to do than wait for its store."""
+    wait_s = first_s
+    while True:
+        yield wait_s
+        wait_s = min(wait_s * 2, RETRY_MAX_WAIT_S)
 
 
 def _incoming(msg: mqtt.MQTTMessage) -> Incoming:

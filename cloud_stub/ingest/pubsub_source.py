@@ -3,6 +3,8 @@
 A batch is committed first and acknowledged to Pub/Sub afterwards, so a crash in between only
 means redelivery (which dedup absorbs). Messages ingest wants again later (a chunk that overtook
 its metadata: Pub/Sub does not keep order) get a short ack deadline instead of an ack.
+Several subscribers (processes) on ONE subscription share its messages: Pub/Sub leases each
+message to one of them at a time, and the store's unique keys absorb a redelivery.
 The device id comes from the ``deviceID`` attribute and must match the payload; with direct
 device publishing, every device holding a key could write any attribute, which is one more
 reason the fleet path is MQTT with per-device certificates, bridged to Pub/Sub.
@@ -16,6 +18,7 @@ import threading
 from typing import Any
 
 from cloud_stub.ingest.core import Incoming, Ingestor
+from device.contracts.errors import one_line
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +27,8 @@ RETRY_DELAY_S = 10
 
 def make_subscriber() -> Any:
     """A subscriber client; against the emulator, one that may pull messages over 4 MiB."""
+    import google.cloud.pubsub_v1 as pubsub_v1
     import grpc
-    from google.cloud import pubsub_v1
     from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
     host = os.environ.get("PUBSUB_EMULATOR_HOST")
@@ -113,6 +116,12 @@ class PubSubIngest:
         while not self._stop.is_set():
             try:
                 self.pull_once(timeout=1.0)
-            except Exception:
-                log.exception("pull from %s failed; retrying", self.subscription)
+            except Exception as exc:
+                # Nothing of the batch was acked: Pub/Sub gives it again (to this subscriber or
+                # another on the same subscription) once its ack deadline has passed.
+                log.error(
+                    "pull from %s failed; retrying: %s",
+                    self.subscription,
+                    one_line(str(exc)) or type(exc).__name__,
+                )
                 self._stop.wait(1.0)

@@ -1,334 +1,84 @@
-"""Where ingest keeps what it accepted: SQLite rows shaped like Camtrap DP, media as files.
+"""Where ingest keeps what it accepted: rows shaped like Camtrap DP, media as files.
 
-One connection, one writer thread (the ingest worker). Commits use ``synchronous=FULL`` because
-an ack goes to the device right after a commit and the device then forgets the item: a commit
-that a power cut could roll back would lose data. Media files are written to a temp name and
-renamed, and made durable (``durable.SyncBatch``) before the rows that point at them commit.
+The rows live in SQLite (the embedded default) or PostgreSQL (several workers at once,
+docs/scale.md), through ``cloud_stub.ingest.database``. Each worker holds one connection.
+SQLite commits with ``synchronous=FULL`` because an ack goes to the device right after a
+commit and the device then forgets the item: a commit that a power cut could roll back would
+lose data. Media files are written to a temp name and renamed, and made durable
+(``durable.SyncBatch``) before the rows that point at them commit.
+
+Several workers on PostgreSQL must not queue on hot rows: counters go to the worker's own
+shard, and a deployment's time span is widened once per batch, in id order, just before the
+commit (so two workers never take the same rows in opposite orders).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import mimetypes
-import os
-import sqlite3
-import sys
-from collections.abc import Callable, Iterable
+import shutil
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cloud_stub.ingest.durable import SyncBatch
-from device.contracts.errors import UserError
+from cloud_stub.ingest.database import Database
+from cloud_stub.ingest.opening import (
+    DB_ENV,
+    DB_NAME,
+    MEDIA_SETTING,
+    StoreError,
+    database_error,
+    describe,
+    guard_store,
+    is_read_only,
+    is_transient,
+    open_store_db,
+    open_store_media,
+    recorded_media,
+    store_error,
+    store_path,
+)
+from cloud_stub.ingest.schema import (
+    DEPLOYMENT_COLUMNS,
+    EVENT_COLUMNS,
+    migrate,
+    table_columns,
+)
+from cloud_stub.media import MediaStorage, open_media
 from device.contracts.exitcodes import Exit
-from device.contracts.protocol import CaptureMeta, DeviceEvent, MediaKind, Status, Telemetry
+from device.contracts.protocol import (
+    CaptureMeta,
+    DeviceEvent,
+    MediaChunk,
+    MediaKind,
+    Status,
+    Telemetry,
+)
 
-DB_NAME = "ingest.sqlite"
+__all__ = [
+    "DB_ENV",
+    "DB_NAME",
+    "DEPLOYMENT_COLUMNS",
+    "EVENT_COLUMNS",
+    "IngestStore",
+    "StoreError",
+    "database_error",
+    "extension_for",
+    "guard_store",
+    "is_read_only",
+    "is_transient",
+    "open_store_db",
+    "open_store_media",
+    "store_error",
+    "store_path",
+    "table_columns",
+]
 
-
-class StoreError(UserError):
-    """``ingest.sqlite`` is missing, unreadable, damaged, locked or read-only: one line."""
-
-
-def store_path(root: Path) -> Path:
-    return Path(root) / DB_NAME
-
-
-def _read_only_fs(path: Path) -> bool:
-    try:
-        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
-    except OSError:
-        return False
-
-
-def store_error(path: Path, exc: BaseException) -> StoreError:
-    """The one line for an SQLite or OS error on the store, with the matching exit code."""
-    text = str(exc)
-    low = text.lower()
-    if isinstance(exc, PermissionError) or "permission" in low or "access" in low:
-        return StoreError(f"cannot read {path}: permission denied", Exit.STORE_UNREADABLE)
-    if "not a database" in low:
-        return StoreError(f"{path} is not an SQLite database ({text})", Exit.STORE_UNREADABLE)
-    if "malformed" in low or "corrupt" in low or "disk i/o" in low:
-        return StoreError(f"{path} is damaged ({text})", Exit.STORE_UNREADABLE)
-    if "readonly" in low or "read-only" in low:
-        return StoreError(
-            f"{path} is read-only ({text}); this command must write to it", Exit.STORE_READ_ONLY
-        )
-    if "locked" in low or "busy" in low:
-        return StoreError(f"{path} is locked by another writer ({text})", Exit.STORE_LOCKED)
-    return StoreError(f"cannot open {path}: {text}", Exit.STORE_UNREADABLE)
-
-
-def open_store_db(
-    root: Path, *, write: bool = False, check: bool = True, timeout: float = 10.0
-) -> sqlite3.Connection:
-    """The one way every cloud tool opens ``<root>/ingest.sqlite``.
-
-    Read-only (``write=False``, export, report, handoff, serve's reading side) opens with
-    ``mode=ro``, and adds ``immutable=1`` when the directory or file cannot be written (a
-    read-only mount: WAL readers would need to create ``-shm`` there). ``write=True`` (ingest)
-    refuses a read-only store up front. ``check`` runs ``PRAGMA quick_check`` so a truncated
-    or damaged file is named now, not as a traceback halfway through. Raises ``StoreError``.
-    """
-    path = store_path(root)
-    if not path.is_file():
-        if write:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StoreError(
-                    f"cannot create {path}: {exc.strerror or exc}", Exit.CANT_CREATE
-                ) from exc
-        else:
-            raise StoreError(
-                f"no ingest store at {path} (run camtrap-cloud ingest first)", Exit.NO_INPUT
-            )
-    else:
-        try:
-            with path.open("rb") as handle:
-                handle.read(1)
-        except OSError as exc:
-            raise store_error(path, exc) from exc
-    frozen = _read_only_fs(path.parent) or not os.access(path.parent, os.W_OK)
-    if path.exists():
-        frozen = frozen or not os.access(path, os.W_OK)
-    if write and frozen:
-        where = "a read-only file system" if _read_only_fs(path.parent) else "not writable"
-        raise StoreError(
-            f"{path} is read-only ({where}); ingest must write to it", Exit.STORE_READ_ONLY
-        )
-    try:
-        if write:
-            db = sqlite3.connect(
-                path, timeout=timeout, isolation_level=None, check_same_thread=False
-            )
-        else:
-            uri = f"{path.absolute().as_uri()}?mode=ro" + ("&immutable=1" if frozen else "")
-            db = sqlite3.connect(
-                uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False
-            )
-        db.row_factory = sqlite3.Row
-        if check:
-            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            if path.stat().st_size:
-                result = db.execute("PRAGMA quick_check(1)").fetchone()[0]
-                if result != "ok":
-                    db.close()
-                    raise StoreError(f"{path} is damaged ({result})", Exit.STORE_UNREADABLE)
-    except sqlite3.Error as exc:
-        raise store_error(path, exc) from exc
-    return db
-
-
-def guard_store(prog: str, run: Callable[[], int], root: Path | None = None) -> int:
-    """Run a command; a store problem becomes one line on stderr and its exit code.
-
-    Any SQLite error escaping ``run`` (a page that broke after the open) is said the same way.
-    """
-    from device.contracts.errors import one_line
-
-    try:
-        return run()
-    except StoreError as exc:
-        print(f"{prog}: {one_line(exc.message)}", file=sys.stderr)
-        return exc.code
-    except sqlite3.DatabaseError as exc:
-        where = store_path(root) if root is not None else Path(DB_NAME)
-        err = store_error(where, exc)
-        print(f"{prog}: {one_line(err.message)}", file=sys.stderr)
-        return err.code
-
-
-def is_read_only(root: Path) -> bool:
-    """True when the store cannot be written here (read-only mount, file or dir not writable)."""
-    path = store_path(root)
-    if _read_only_fs(path.parent) or not os.access(path.parent, os.W_OK):
-        return True
-    return path.exists() and not os.access(path, os.W_OK)
-
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS devices (
-    device_id      TEXT PRIMARY KEY,
-    first_seen     TEXT NOT NULL,
-    last_seen      TEXT NOT NULL,
-    status         TEXT,            -- online | offline (retained status messages)
-    status_at      TEXT,
-    agent_version  TEXT
-);
-CREATE TABLE IF NOT EXISTS deployments (  -- Camtrap DP deployments (the fields ingest can know)
-    deployment_id     TEXT PRIMARY KEY,
-    camera_id         TEXT NOT NULL,      -- the device id
-    deployment_start  TEXT NOT NULL,
-    deployment_end    TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS events (
-    event_id        TEXT PRIMARY KEY,
-    deployment_id   TEXT NOT NULL REFERENCES deployments(deployment_id),
-    device_id       TEXT NOT NULL,
-    capture_method  TEXT NOT NULL,
-    trigger_source  TEXT NOT NULL,
-    event_start     TEXT NOT NULL,
-    event_end       TEXT,
-    frame_count     INTEGER NOT NULL,
-    clock_source    TEXT NOT NULL,
-    clock_synced    INTEGER NOT NULL,
-    blank_score     REAL,
-    received_at     TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS media (        -- Camtrap DP media, plus what the device measured
-    media_id          TEXT PRIMARY KEY,
-    deployment_id     TEXT NOT NULL REFERENCES deployments(deployment_id),
-    event_id          TEXT NOT NULL REFERENCES events(event_id),
-    device_id         TEXT NOT NULL,
-    seq               INTEGER NOT NULL,
-    capture_method    TEXT NOT NULL,
-    timestamp         TEXT NOT NULL,
-    file_path         TEXT,               -- relative to the media root; NULL until received
-    file_name         TEXT NOT NULL,
-    file_mediatype    TEXT NOT NULL,
-    sha256            TEXT,
-    size              INTEGER,
-    width             INTEGER,
-    height            INTEGER,
-    exif_data         TEXT,
-    clock_source      TEXT NOT NULL,
-    clock_synced      INTEGER NOT NULL,
-    ir_on             INTEGER NOT NULL,
-    thumbnail_path    TEXT,
-    thumbnail_sha256  TEXT,
-    file_received_at  TEXT,
-    thumbnail_received_at TEXT
-);
-CREATE INDEX IF NOT EXISTS media_event ON media(event_id);
-CREATE TABLE IF NOT EXISTS observations (  -- Camtrap DP observations
-    observation_id             TEXT PRIMARY KEY,
-    deployment_id              TEXT NOT NULL REFERENCES deployments(deployment_id),
-    media_id                   TEXT REFERENCES media(media_id),
-    event_id                   TEXT NOT NULL REFERENCES events(event_id),
-    event_start                TEXT NOT NULL,
-    event_end                  TEXT NOT NULL,
-    observation_level          TEXT NOT NULL,
-    observation_type           TEXT NOT NULL,
-    scientific_name            TEXT,
-    common_name                TEXT,
-    taxon_level                TEXT,
-    taxonomy                   TEXT,
-    count                      INTEGER,
-    bbox_x REAL, bbox_y REAL, bbox_width REAL, bbox_height REAL,
-    classification_method      TEXT NOT NULL,
-    classified_by              TEXT,
-    classification_timestamp   TEXT,
-    classification_probability REAL,
-    blank_score                REAL,
-    details                    TEXT
-);
-CREATE INDEX IF NOT EXISTS observations_event ON observations(event_id);
-CREATE TABLE IF NOT EXISTS telemetry (
-    device_id   TEXT NOT NULL,
-    item_id     TEXT NOT NULL,
-    sent_at     TEXT NOT NULL,
-    received_at TEXT NOT NULL,
-    payload     TEXT NOT NULL,     -- the whole message as JSON
-    PRIMARY KEY (device_id, item_id)
-);
-CREATE TABLE IF NOT EXISTS device_events (
-    device_id   TEXT NOT NULL,
-    item_id     TEXT NOT NULL,
-    at          TEXT NOT NULL,
-    severity    TEXT NOT NULL,
-    code        TEXT NOT NULL,
-    message     TEXT NOT NULL,
-    PRIMARY KEY (device_id, item_id)
-);
-CREATE TABLE IF NOT EXISTS received (      -- the dedup ledger for whole items
-    device_id   TEXT NOT NULL,
-    item_id     TEXT NOT NULL,
-    type        TEXT NOT NULL,
-    received_at TEXT NOT NULL,
-    PRIMARY KEY (device_id, item_id)
-);
-CREATE TABLE IF NOT EXISTS rejections (
-    id          INTEGER PRIMARY KEY,
-    at          TEXT NOT NULL,
-    source      TEXT NOT NULL,     -- topic or subscription
-    device_id   TEXT,
-    reason      TEXT NOT NULL,
-    detail      TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS counters (
-    name  TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
-);
-"""
-
-# -- Camtrap DP deployment fields (migration; read by cloud_stub/export) -----------------------
-# Ingest alone knows a deployment's camera and time span; provisioning records where and how
-# the camera was set up. These columns are added in place to stores created before them, so
-# the migration is idempotent and never rewrites rows. NULL means "not recorded".
-DEPLOYMENT_COLUMNS = {
-    "location_id": "TEXT",
-    "location_name": "TEXT",
-    "latitude": "REAL",
-    "longitude": "REAL",
-    "coordinate_uncertainty": "INTEGER",  # metres
-    "setup_by": "TEXT",
-    "camera_model": "TEXT",
-    "camera_delay": "INTEGER",  # seconds
-    "camera_height": "REAL",  # metres
-    "camera_depth": "REAL",
-    "camera_tilt": "INTEGER",  # degrees, -90..90
-    "camera_heading": "INTEGER",  # degrees, 0..360
-    "detection_distance": "REAL",
-    "timestamp_issues": "INTEGER",
-    "bait_use": "INTEGER",
-    "feature_type": "TEXT",
-    "habitat": "TEXT",
-    "deployment_groups": "TEXT",
-    "deployment_tags": "TEXT",
-    "deployment_comments": "TEXT",
-}
-
-
-# Whether provisioning's record named the deployment's camera (``record_deployment``): until
-# then ``camera_id`` is only the device that uploaded the events, and the export may prefer
-# the serial number an imported trail camera reported.
-DEPLOYMENT_BOOKKEEPING = {"camera_id_recorded": "INTEGER"}
-
-# -- where an event came from (migration; trail-camera imports, docs/trail-cameras.md) -------
-# ``camtrap import`` sends the camera (EXIF Make/Model/serial, the ``--camera`` name) and the
-# import (its id, the card or folder, the clock offset applied) with each event. All NULL for
-# a trap's own captures: the registry describes that camera.
-EVENT_COLUMNS = {
-    "camera_make": "TEXT",
-    "camera_model": "TEXT",
-    "camera_serial": "TEXT",
-    "camera_name": "TEXT",
-    "import_id": "TEXT",
-    "import_source": "TEXT",
-    "clock_offset_s": "REAL",  # seconds added to every EXIF time of the import
-}
-
-
-def _add_missing_columns(db: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:
-    have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-    for name, decl in columns.items():
-        if name not in have:
-            db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
-
-
-def migrate_deployment_columns(db: sqlite3.Connection) -> None:
-    _add_missing_columns(db, "deployments", {**DEPLOYMENT_COLUMNS, **DEPLOYMENT_BOOKKEEPING})
-
-
-def migrate_event_columns(db: sqlite3.Connection) -> None:
-    _add_missing_columns(db, "events", EVENT_COLUMNS)
-
-
-def table_columns(db: sqlite3.Connection, table: str) -> set[str]:
-    """The columns ``table`` has: readers of an older, unmigrated store check before use."""
-    return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-
+# Counter rows per name on PostgreSQL (``_pick_shard``).
+COUNTER_SHARDS = 16
+_SAVEPOINT = "one_message"
 
 _EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "video/mp4": ".mp4"}
 
@@ -338,67 +88,259 @@ def extension_for(mediatype: str) -> str:
 
 
 class IngestStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, url: str | None = None, media: str | None = None) -> None:
         self.root = root
         self.media_root = root / "media"
         self.db_path = store_path(root)
+        self.where = describe(root, url)
+        self._url = url
         # The worker thread owns the connection; it is created here and only used there.
-        self.db = open_store_db(root, write=True)
+        self.db = self._connect()
         try:
-            self.media_root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
+            self.media = self._open_media(media)
+            self._adopt_partial_dir()
+        except BaseException:
             self.db.close()
+            raise
+        self.shard = self._pick_shard()
+        # What this batch will add at its commit (see the module docstring), and the copy
+        # taken at each message's savepoint, so a rolled-back message adds nothing.
+        self._counts: dict[str, int] = {}
+        self._spans: dict[str, tuple[str, str]] = {}
+        self._last_seen: dict[str, str] = {}
+        self._saved: tuple[dict[str, int], dict[str, tuple[str, str]], dict[str, str]] = (
+            {},
+            {},
+            {},
+        )
+        # Devices whose row is committed: their messages skip the insert, which on PostgreSQL
+        # would wait on another worker's update of the same row.
+        self._known_devices: set[str] = set()
+        self._known_deployments: set[str] = set()
+        self._side: Database | None = None  # PostgreSQL: new deployments (_ensure_deployment)
+
+    def _connect(self) -> Database:
+        db = open_store_db(self.root, write=True, url=self._url)
+        try:
+            if db.dialect == "sqlite":
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")
+                db.execute("PRAGMA foreign_keys=ON")
+            migrate(db)
+        except Exception as exc:
+            db.close()
+            err = database_error(self.root, exc)
+            if err is None:
+                raise
+            raise err from exc
+        return db
+
+    def _open_media(self, asked: str | None) -> MediaStorage:
+        """The media store: the one this database recorded, else ``asked`` (recorded now)."""
+        recorded = recorded_media(self.db)
+        spec = recorded or asked or "local"
+        if asked and recorded and asked != recorded:
             raise StoreError(
-                f"cannot create {self.media_root}: {exc.strerror or exc}", Exit.CANT_CREATE
-            ) from exc
-        self.sync = SyncBatch(root)
+                f"{self.where} keeps its media in {recorded}; --media {asked} would split them",
+                Exit.USAGE,
+            )
+        media = open_media(spec, self.root)
+        if spec == "local":
+            try:
+                self.media_root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot create {self.media_root}: {exc.strerror or exc}", Exit.CANT_CREATE
+                ) from exc
+        if recorded is None:
+            self.db.begin()
+            self.db.execute(
+                "INSERT OR IGNORE INTO store_settings(key, value) VALUES (?, ?)",
+                (MEDIA_SETTING, spec),
+            )
+            self.db.commit()
+        return media
+
+    def _pick_shard(self) -> int:
+        """This worker's counter rows: by its server process id, so workers that run at the
+        same time rarely share one (SQLite has one writer: always 0)."""
+        if self.db.dialect != "postgresql":
+            return 0
+        return int(self.db.execute("SELECT pg_backend_pid()").fetchone()[0]) % COUNTER_SHARDS
+
+    def _adopt_partial_dir(self) -> None:
+        """Move chunks an older ingest kept in ``<root>/partial/`` into ``partial_chunks``.
+
+        Devices resume after the chunks ingest acknowledged, so dropping them would leave those
+        files unfinishable. One directory per upload: ``<mediaID>.<kind>.<sha256>.<size>.
+        <chunkSize>/<index:07d>.chunk``.
+        """
+        old = self.root / "partial"
+        if not old.is_dir():
+            return
+        at = datetime.now(UTC).isoformat()
+        self.db.begin()
         try:
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
-            self.db.execute("PRAGMA foreign_keys=ON")
-            self.db.executescript(SCHEMA)
-            migrate_deployment_columns(self.db)
-            migrate_event_columns(self.db)
-        except sqlite3.Error as exc:
+            for upload in sorted(old.iterdir()):
+                parts = upload.name.split(".")
+                if len(parts) != 5 or not upload.is_dir():
+                    continue
+                media_id, kind, sha256, size, chunk_size = parts
+                for piece in sorted(upload.glob("*.chunk")):
+                    self.db.execute(
+                        "INSERT OR IGNORE INTO partial_chunks(media_id, kind, sha256, "
+                        "total_size, chunk_size, idx, data, received_at) "
+                        "VALUES (?,?,?,?,?,?,?,?)",
+                        (
+                            media_id,
+                            kind,
+                            sha256,
+                            int(size),
+                            int(chunk_size),
+                            int(piece.stem),
+                            piece.read_bytes(),
+                            at,
+                        ),
+                    )
+            self.db.commit()
+        except BaseException:
+            self.db.rollback()
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+
+    def reconnect(self) -> None:
+        """A fresh connection after the server went away (PostgreSQL restarted)."""
+        with contextlib.suppress(Exception):  # the old link is gone whatever it says
             self.db.close()
-            raise store_error(self.db_path, exc) from exc
+        self._close_side()
+        self.db = self._connect()
+
+    def _ensure_deployment(self, deployment_id: str, camera_id: str, start: str, end: str) -> None:
+        """The deployment row an event needs (its foreign key).
+
+        On PostgreSQL a new deployment is committed at once on a second connection: created
+        inside the batch, every other worker's batch with an event of it would wait for this
+        batch's commit, and a fleet's first batches would run one at a time. A batch that then
+        fails leaves only the row, with this event's span, which the resent event widens to.
+        """
+        sql = (
+            "INSERT OR IGNORE INTO deployments(deployment_id, camera_id, deployment_start, "
+            "deployment_end) VALUES (?, ?, ?, ?)"
+        )
+        params = (deployment_id, camera_id, start, end)
+        if self.db.dialect == "sqlite" or deployment_id in self._known_deployments:
+            self.db.execute(sql, params)
+            return
+        if self._side is None:
+            self._side = open_store_db(self.root, write=True, url=self._url)
+        self._side.execute(sql, params)  # autocommit: one short statement
+        self._known_deployments.add(deployment_id)
+
+    def _close_side(self) -> None:
+        if self._side is not None:
+            with contextlib.suppress(Exception):
+                self._side.close()
+            self._side = None
+
+    @property
+    def broken(self) -> bool:
+        connection = getattr(self.db, "connection", None)
+        return bool(getattr(connection, "closed", False) or getattr(connection, "broken", False))
 
     def close(self) -> None:
+        self._close_side()
         self.db.close()
 
     # -- transactions ------------------------------------------------------------------------
 
     def begin(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
+        if self.broken:
+            self.reconnect()
+        self._counts, self._spans, self._last_seen = {}, {}, {}
+        self.db.begin()
 
     def commit(self) -> None:
-        self.db.execute("COMMIT")
+        self._flush_spans()
+        self._flush_counts()
+        if self.db.dialect == "sqlite":
+            self._flush_last_seen()  # one writer: no contention, and no second commit
+        self.db.commit()
+        if self.db.dialect == "sqlite":
+            self._known_devices.update(self._last_seen)
+        elif self._last_seen:
+            # Only bookkeeping: its own short transaction, so no batch holds device rows while
+            # it waits for its commit (workers would queue on the fleet's hot rows).
+            self.db.begin()
+            try:
+                self._flush_last_seen()
+                self.db.commit()
+            except Exception:
+                self.db.rollback()
+                raise
+            self._known_devices.update(self._last_seen)
+        self._counts, self._spans, self._last_seen = {}, {}, {}
 
     def rollback(self) -> None:
-        if self.db.in_transaction:
-            self.db.execute("ROLLBACK")
+        self._counts, self._spans, self._last_seen = {}, {}, {}
+        if self.broken:
+            return
+        self.db.rollback()
 
     def savepoint(self) -> None:
-        self.db.execute("SAVEPOINT one_message")
+        self._saved = (dict(self._counts), dict(self._spans), dict(self._last_seen))
+        self.db.savepoint(_SAVEPOINT)
 
     def release(self) -> None:
-        self.db.execute("RELEASE one_message")
+        self.db.release(_SAVEPOINT)
 
     def rollback_to_savepoint(self) -> None:
-        self.db.execute("ROLLBACK TO one_message")
-        self.db.execute("RELEASE one_message")
+        self.db.rollback_to(_SAVEPOINT)
+        counts, spans, last_seen = self._saved
+        self._counts, self._spans, self._last_seen = dict(counts), dict(spans), dict(last_seen)
+
+    def _flush_spans(self) -> None:
+        for deployment_id in sorted(self._spans):
+            start, end = self._spans[deployment_id]
+            self.db.execute(
+                "UPDATE deployments SET deployment_start = least(deployment_start, ?), "
+                "deployment_end = greatest(deployment_end, ?) "
+                "WHERE deployment_id = ? AND (deployment_start > ? OR deployment_end < ?)",
+                (start, end, deployment_id, start, end),
+            )
+
+    def _flush_counts(self) -> None:
+        for name in sorted(self._counts):
+            self.db.execute(
+                "INSERT INTO counter_shards(name, shard, value) VALUES (?, ?, ?) "
+                "ON CONFLICT(name, shard) DO UPDATE SET "
+                "value = counter_shards.value + excluded.value",
+                (name, self.shard, self._counts[name]),
+            )
+
+    def _flush_last_seen(self) -> None:
+        # In device order, so two workers' marks never take the same rows in opposite orders.
+        # A device's first appearance may be up to one batch late in ``first_seen``.
+        for device_id in sorted(self._last_seen):
+            at = self._last_seen[device_id]
+            if device_id not in self._known_devices:
+                self.db.execute(
+                    "INSERT OR IGNORE INTO devices(device_id, first_seen, last_seen) "
+                    "VALUES (?, ?, ?)",
+                    (device_id, at, at),
+                )
+            self.db.execute(
+                "UPDATE devices SET last_seen = ? WHERE device_id = ? AND last_seen < ?",
+                (at, device_id, at),
+            )
 
     # -- bookkeeping -------------------------------------------------------------------------
 
     def count(self, name: str, by: int = 1) -> None:
-        self.db.execute(
-            "INSERT INTO counters(name, value) VALUES (?, ?) "
-            "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
-            (name, by),
-        )
+        self._counts[name] = self._counts.get(name, 0) + by
 
     def counters(self) -> dict[str, int]:
-        return {r["name"]: r["value"] for r in self.db.execute("SELECT name, value FROM counters")}
+        rows = self.db.execute("SELECT name, sum(value) FROM counter_shards GROUP BY name")
+        return {r[0]: int(r[1]) for r in rows}
 
     def reject(self, at: str, source: str, device_id: str | None, reason: str, detail: str) -> None:
         self.db.execute(
@@ -408,23 +350,22 @@ class IngestStore:
         self.count(f"rejected.{reason}")
 
     def seen(self, device_id: str, at: str) -> None:
-        self.db.execute(
-            "INSERT INTO devices(device_id, first_seen, last_seen) VALUES (?, ?, ?) "
-            "ON CONFLICT(device_id) DO UPDATE SET last_seen = excluded.last_seen",
-            (device_id, at, at),
-        )
+        """Mark the device seen; its row is written with the batch's commit (SQLite) or in a
+        short transaction right after it (PostgreSQL: ``_flush_last_seen``)."""
+        self._last_seen[device_id] = max(at, self._last_seen.get(device_id, at))
 
-    def already_received(self, device_id: str, item_id: str) -> bool:
-        row = self.db.execute(
-            "SELECT 1 FROM received WHERE device_id = ? AND item_id = ?", (device_id, item_id)
-        ).fetchone()
-        return row is not None
+    def claim(self, device_id: str, item_id: str, type_: str, at: str) -> bool:
+        """Record a whole item as received; False if it already was (by any worker).
 
-    def mark_received(self, device_id: str, item_id: str, type_: str, at: str) -> None:
-        self.db.execute(
-            "INSERT INTO received(device_id, item_id, type, received_at) VALUES (?,?,?,?)",
+        The unique key decides: of two workers holding the same item, the second waits for
+        the first's commit and then finds the row, so exactly one stores it.
+        """
+        cursor = self.db.execute(
+            "INSERT OR IGNORE INTO received(device_id, item_id, type, received_at) "
+            "VALUES (?,?,?,?)",
             (device_id, item_id, type_, at),
         )
+        return cursor.rowcount == 1
 
     # -- messages ----------------------------------------------------------------------------
 
@@ -453,12 +394,12 @@ class IngestStore:
     def store_capture(self, meta: CaptureMeta, at: str) -> None:
         ev = meta.event
         end = (ev.event_end or ev.event_start).isoformat()
-        self.db.execute(
-            "INSERT INTO deployments(deployment_id, camera_id, deployment_start, deployment_end) "
-            "VALUES (?, ?, ?, ?) ON CONFLICT(deployment_id) DO UPDATE SET "
-            "deployment_start = min(deployment_start, excluded.deployment_start), "
-            "deployment_end = max(deployment_end, excluded.deployment_end)",
-            (ev.deployment_id, meta.device_id, ev.event_start.isoformat(), end),
+        start = ev.event_start.isoformat()
+        self._ensure_deployment(ev.deployment_id, meta.device_id, start, end)
+        # The span is widened at the commit, once per deployment (the module docstring).
+        known = self._spans.get(ev.deployment_id)
+        self._spans[ev.deployment_id] = (
+            (min(known[0], start), max(known[1], end)) if known else (start, end)
         )
         camera, imported = ev.camera, ev.imported
         self.db.execute(
@@ -563,6 +504,10 @@ class IngestStore:
         )
 
     def store_status(self, msg: Status, at: str) -> None:
+        self.db.execute(  # the status may be the device's first message
+            "INSERT OR IGNORE INTO devices(device_id, first_seen, last_seen) VALUES (?, ?, ?)",
+            (msg.device_id, at, at),
+        )
         self.db.execute(
             "UPDATE devices SET status = ?, status_at = ?, agent_version = "
             "coalesce(?, agent_version) WHERE device_id = ?",
@@ -597,8 +542,8 @@ class IngestStore:
         else:
             self.db.execute(
                 "UPDATE deployments SET camera_id = coalesce(?, camera_id), "
-                "deployment_start = min(deployment_start, coalesce(?, deployment_start)), "
-                "deployment_end = max(deployment_end, coalesce(?, deployment_end)) "
+                "deployment_start = least(deployment_start, ?), "
+                "deployment_end = greatest(deployment_end, ?) "
                 "WHERE deployment_id = ?",
                 (camera_id, start, end, deployment_id),
             )
@@ -616,10 +561,15 @@ class IngestStore:
 
     # -- media -------------------------------------------------------------------------------
 
-    def media_row(self, media_id: str) -> sqlite3.Row | None:
-        return self.db.execute("SELECT * FROM media WHERE media_id = ?", (media_id,)).fetchone()
+    def media_row(self, media_id: str, *, lock: bool = False) -> Any:
+        """The media row; ``lock`` holds it to the commit (PostgreSQL: ``FOR UPDATE``), so the
+        chunks of one file, on different workers, are counted and assembled one at a time."""
+        suffix = " FOR UPDATE" if lock and self.db.dialect == "postgresql" else ""
+        return self.db.execute(
+            f"SELECT * FROM media WHERE media_id = ?{suffix}", (media_id,)
+        ).fetchone()
 
-    def media_target(self, row: sqlite3.Row, kind: MediaKind) -> Path:
+    def media_target(self, row: Any, kind: MediaKind) -> Path:
         """Relative path of a received file: ``<deployment>/[thumbnails/]<mediaID><ext>``."""
         if kind == "thumbnail":
             return Path(row["deployment_id"]) / "thumbnails" / f"{row['media_id']}.jpg"
@@ -628,8 +578,8 @@ class IngestStore:
         )
 
     def install_file(self, pieces: Iterable[bytes], relative: Path) -> None:
-        """Write a received file into the media tree; durable at the batch's ``flush``."""
-        self.sync.write(self.media_root / relative, pieces)
+        """Write a received file into the media store; durable at the batch's ``flush``."""
+        self.media.put(relative, pieces)
 
     def record_file(
         self, media_id: str, kind: MediaKind, relative: Path, sha256: str, at: str
@@ -646,6 +596,42 @@ class IngestStore:
             )
         self.db.execute(sql, (str(relative), sha256, at, media_id))
 
+    # -- chunks of a file not yet whole (shared by every worker) ------------------------------
+
+    @staticmethod
+    def _chunk_key(chunk: MediaChunk) -> tuple[str, str, str, int, int]:
+        return (chunk.media_id, chunk.kind, chunk.sha256, chunk.total_size, chunk.chunk_size)
+
+    _CHUNK_SET = "media_id = ? AND kind = ? AND sha256 = ? AND total_size = ? AND chunk_size = ?"
+
+    def put_chunk(self, chunk: MediaChunk, at: str) -> bool:
+        """Keep one chunk until its file is whole; False if it was already held."""
+        cursor = self.db.execute(
+            "INSERT OR IGNORE INTO partial_chunks(media_id, kind, sha256, total_size, "
+            "chunk_size, idx, data, received_at) VALUES (?,?,?,?,?,?,?,?)",
+            (*self._chunk_key(chunk), chunk.index, chunk.data, at),
+        )
+        return cursor.rowcount == 1
+
+    def chunks_held(self, chunk: MediaChunk) -> int:
+        row = self.db.execute(
+            f"SELECT count(*) FROM partial_chunks WHERE {self._CHUNK_SET}", self._chunk_key(chunk)
+        ).fetchone()
+        return int(row[0])
+
+    def chunk_pieces(self, chunk: MediaChunk) -> Iterator[bytes]:
+        rows = self.db.execute(
+            f"SELECT data FROM partial_chunks WHERE {self._CHUNK_SET} ORDER BY idx",
+            self._chunk_key(chunk),
+        )
+        for row in rows:
+            yield bytes(row[0])
+
+    def discard_chunks(self, chunk: MediaChunk) -> None:
+        self.db.execute(
+            f"DELETE FROM partial_chunks WHERE {self._CHUNK_SET}", self._chunk_key(chunk)
+        )
+
     def rows(self, table: str) -> list[dict[str, Any]]:
         """Every row of one table, for tests and the CLI's summary."""
         if table not in {
@@ -658,6 +644,7 @@ class IngestStore:
             "device_events",
             "received",
             "rejections",
+            "partial_chunks",
         }:
             raise ValueError(table)
         return [dict(r) for r in self.db.execute(f"SELECT * FROM {table}")]

@@ -89,17 +89,18 @@ def _publish(args: argparse.Namespace) -> int:
                 on_warning=lambda line: print(
                     f"camtrap-cloud model publish: warning: {line}", file=sys.stderr, flush=True
                 ),
+                db_url=args.db,
             )
         if server is not None and record["phase"] == "published":
             # Keep serving until every device finished (or the timeout), then stop.
-            ro.wait_for(args.root, record, targets, len(targets), args.wait_timeout)
+            ro.wait_for(args.root, record, targets, len(targets), args.wait_timeout, url=args.db)
     except (ro.RolloutError, OSError, ValueError) as exc:
         print(f"camtrap-cloud model publish: {exc}", file=sys.stderr)
         return 1
     finally:
         if server is not None:
             server.stop()
-    _print_status(ro.status(args.root, record["id"]), as_json=False)
+    _print_status(ro.status(args.root, record["id"], url=args.db), as_json=False)
     return 0 if record["phase"] == "published" else 1
 
 
@@ -129,10 +130,10 @@ def _status(args: argparse.Namespace) -> int:
         raise UserError(f"{args.root}: no such directory (the stub's data dir)", Exit.NO_INPUT)
 
     def show() -> int:
-        _print_status(status(args.root, args.rollout), args.json)
+        _print_status(status(args.root, args.rollout, url=args.db), args.json)
         return 0
 
-    return guard_store("camtrap-cloud model status", show, args.root)
+    return guard_store("camtrap-cloud model status", show, args.root, args.db)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -187,6 +188,8 @@ def _mqtt_args(parser: argparse.ArgumentParser) -> None:
 
 
 def register(sub: Any) -> None:
+    from cloud_stub.ingest.opening import add_db_argument
+
     keys = sub.add_parser("keys", help="Ed25519 keys that sign model packs")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     new = keys_sub.add_parser("new", help="make a key pair (NAME.key 0600, NAME.pub)")
@@ -213,6 +216,7 @@ def register(sub: Any) -> None:
     target.add_argument("--group", metavar="NAME")
     publish.add_argument("--canary", type=int, default=0, metavar="N")
     publish.add_argument("--root", type=Path, required=True, help="the stub's data dir")
+    add_db_argument(publish)
     publish.add_argument("--base-url", help="where 'model serve' serves ROOT/packs")
     publish.add_argument("--serve", metavar="HOST:PORT", help="serve packs from this process")
     publish.add_argument("--wait-timeout", type=float, default=600.0)
@@ -221,6 +225,7 @@ def register(sub: Any) -> None:
 
     stat = model_sub.add_parser("status", help="rollouts and each device's outcome")
     stat.add_argument("--root", type=Path, required=True)
+    add_db_argument(stat)
     stat.add_argument("--rollout")
     stat.add_argument("--json", action="store_true")
     stat.set_defaults(func=_status)

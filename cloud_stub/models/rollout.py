@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 import ssl
 import threading
 import time
@@ -162,21 +161,28 @@ def _save_rollout(root: Path, rollout: dict[str, Any]) -> None:
 # -- device reports ------------------------------------------------------------------------
 
 
-def read_reports(root: Path, device_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
-    """``model.*`` device events stored by ingest, oldest first, with their JSON decoded."""
+def read_reports(
+    root: Path, device_ids: Iterable[str] | None = None, *, url: str | None = None
+) -> list[dict[str, Any]]:
+    """``model.*`` device events stored by ingest, oldest first, with their JSON decoded
+    (``url``: the PostgreSQL store; None: ``$CAMTRAP_CLOUD_DB``, else the SQLite file)."""
+    from cloud_stub.ingest.opening import database_url
     from cloud_stub.ingest.store import open_store_db, store_path
 
-    if not store_path(root).exists():
+    if database_url(url) is None and not store_path(root).exists():
         return []  # nothing ingested yet: no device has reported
     # A damaged store is said as one line (StoreError), never read as "no reports".
-    db = open_store_db(root)
+    db = open_store_db(root, url=url)
     try:
+        if not db.columns("device_events"):
+            return []  # a store from before device events
+        # item_id: a tie-break both engines share (rowid, insertion order, is SQLite's alone).
+        # The pattern is a parameter: a literal % in the SQL is a placeholder to psycopg.
         rows = db.execute(
             "SELECT device_id, at, severity, code, message FROM device_events "
-            "WHERE code LIKE 'model.%' ORDER BY at, rowid"
+            "WHERE code LIKE ? ORDER BY at, item_id",
+            ("model.%",),
         ).fetchall()
-    except sqlite3.OperationalError:
-        return []
     finally:
         db.close()
     wanted = set(device_ids) if device_ids is not None else None
@@ -238,17 +244,22 @@ def stage_pack(root: Path, pack_dir: Path) -> dict[str, Any]:
     return document
 
 
-def latest_model_versions(root: Path, devices: Iterable[str]) -> dict[str, str]:
+def latest_model_versions(
+    root: Path, devices: Iterable[str], *, url: str | None = None
+) -> dict[str, str]:
     """What each device's newest heartbeat held by ingest says it serves (``model_version``);
     devices that never reported one are left out."""
+    from cloud_stub.ingest.opening import database_url
     from cloud_stub.ingest.store import open_store_db, store_path
 
     wanted = list(devices)
-    if not wanted or not store_path(root).exists():
+    if not wanted or (database_url(url) is None and not store_path(root).exists()):
         return {}
-    db = open_store_db(root)
+    db = open_store_db(root, url=url)
     try:
         found: dict[str, str] = {}
+        if not db.columns("telemetry"):
+            return {}
         for device in wanted:
             row = db.execute(
                 "SELECT payload FROM telemetry WHERE device_id = ? ORDER BY sent_at DESC LIMIT 1",
@@ -263,14 +274,14 @@ def latest_model_versions(root: Path, devices: Iterable[str]) -> dict[str, str]:
             version = payload.get("model_version", payload.get("modelVersion"))
             if isinstance(version, str) and version:
                 found[device] = version
-    except sqlite3.OperationalError:
-        return {}
     finally:
         db.close()
     return found
 
 
-def backbone_warnings(root: Path, manifest: Manifest, targets: Iterable[str]) -> list[str]:
+def backbone_warnings(
+    root: Path, manifest: Manifest, targets: Iterable[str], *, url: str | None = None
+) -> list[str]:
     """One line per target whose latest heartbeat names another model than the head's
     backbone ([] for a full pack, and for a device that has not reported yet).
 
@@ -281,7 +292,7 @@ def backbone_warnings(root: Path, manifest: Manifest, targets: Iterable[str]) ->
         return []
     needed = f"{backbone.name}@{backbone.version}"
     lines = []
-    for device, reported in latest_model_versions(root, targets).items():
+    for device, reported in latest_model_versions(root, targets, url=url).items():
         serving = parse_serving(reported)
         if serving is not None and serving.backbone != needed:
             lines.append(
@@ -316,16 +327,18 @@ def publish_pack(
     poll_s: float = 0.25,
     on_progress: Callable[[str], None] = lambda _: None,
     on_warning: Callable[[str], None] | None = None,
+    db_url: str | None = None,
 ) -> dict[str, Any]:
     """Run a rollout to the end (or to a halt); returns its record. ``on_warning`` (default:
-    ``on_progress``) hears, once per target, that a head's backbone is not what it serves."""
+    ``on_progress``) hears, once per target, that a head's backbone is not what it serves.
+    ``db_url``: the PostgreSQL ingest store the devices' reports are read from."""
     if not targets:
         raise RolloutError("no target devices")
     if canary < 0 or canary > len(targets):
         raise RolloutError(f"--canary {canary} with {len(targets)} targets")
     manifest = stage_pack(root, pack_dir)
     name, version = manifest["name"], manifest["version"]
-    warnings = backbone_warnings(root, Manifest.from_document(manifest), targets)
+    warnings = backbone_warnings(root, Manifest.from_document(manifest), targets, url=db_url)
     for line in warnings:
         (on_warning or on_progress)(line)
     rollout: dict[str, Any] = {
@@ -350,7 +363,9 @@ def publish_pack(
     if canary:
         send(rollout["canary"])
         on_progress(f"{rollout['id']}: canary {', '.join(rollout['canary'])}")
-        verdict = wait_for(root, rollout, rollout["canary"], canary, wait_timeout, poll_s)
+        verdict = wait_for(
+            root, rollout, rollout["canary"], canary, wait_timeout, poll_s, url=db_url
+        )
         if verdict != "ok":
             rollout["phase"] = f"halted ({verdict})"
             _save_rollout(root, rollout)
@@ -372,11 +387,13 @@ def wait_for(
     needed: int,
     timeout: float,
     poll_s: float = 0.25,
+    *,
+    url: str | None = None,
 ) -> str:
     """``ok`` once ``needed`` of ``devices`` succeeded; else why not (a failure, a timeout)."""
     deadline = time.monotonic() + timeout
     while True:
-        reports = read_reports(root, devices)
+        reports = read_reports(root, devices, url=url)
         states = [device_outcome(reports, d, rollout["name"], rollout["version"]) for d in devices]
         bad = [s for s in states if s["outcome"] in FAILURE]
         if bad:
@@ -388,11 +405,13 @@ def wait_for(
         time.sleep(poll_s)
 
 
-def status(root: Path, rollout_id: str | None = None) -> list[dict[str, Any]]:
+def status(
+    root: Path, rollout_id: str | None = None, *, url: str | None = None
+) -> list[dict[str, Any]]:
     """One row per (rollout, target device): phase and the device's outcome."""
     everything = rollouts(root)
     chosen = [everything[rollout_id]] if rollout_id else list(everything.values())
-    reports = read_reports(root)
+    reports = read_reports(root, url=url)
     rows = []
     for rollout in sorted(chosen, key=lambda r: r["created"]):
         for device in rollout["targets"]:

@@ -47,9 +47,9 @@ def _telemetry_field(payload: dict[str, Any], name: str, wire: str) -> Any:
     return payload.get(name, payload.get(wire))
 
 
-def load(ingest_root: Path) -> ReportData:
+def load(ingest_root: Path, url: str | None = None) -> ReportData:
     data = ReportData()
-    db = open_readonly(ingest_root)
+    db = open_readonly(ingest_root, url)
     try:
         events = {r["event_id"]: dict(r) for r in db.execute("SELECT * FROM events")}
         observations = [dict(r) for r in db.execute("SELECT * FROM observations")]

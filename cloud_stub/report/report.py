@@ -55,13 +55,13 @@ def summary(data: ReportData) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(ingest_root: Path, out_dir: Path) -> Path:
+def write_report(ingest_root: Path, out_dir: Path, *, url: str | None = None) -> Path:
     """Write the PNGs and ``summary.txt`` to ``out_dir``; returns its absolute path.
 
     The files are made in a temporary directory beside it and moved in together, so a failed
-    run leaves the previous report as it was.
+    run leaves the previous report as it was. ``url``: the PostgreSQL store (``--db``).
     """
-    data = load(ingest_root)
+    data = load(ingest_root, url)
     out_dir = Path(os.path.abspath(out_dir))
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))

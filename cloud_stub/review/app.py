@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import sqlite3
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -13,6 +12,7 @@ from urllib.parse import urlsplit
 
 from flask import (
     Flask,
+    Response,
     abort,
     current_app,
     flash,
@@ -26,6 +26,8 @@ from flask import (
 )
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from cloud_stub.ingest.database import Database
+from cloud_stub.media import MediaStorage
 from cloud_stub.review import captures, fleet, provenance, publish, security
 from cloud_stub.review.reviews import ACTIONS, ReviewError, save_review
 from cloud_stub.review.taxa import TaxonList
@@ -46,21 +48,26 @@ class ReviewConfig:
     secure_cookies: bool = True  # False only for plain-HTTP development (--insecure-http)
     behind_proxy: bool = False  # trust one reverse proxy's X-Forwarded-* headers
     ota: publish.OtaSettings | None = None  # broker for publishing models from the page
+    db_url: str | None = None  # the PostgreSQL store (--db); None: $CAMTRAP_CLOUD_DB or SQLite
 
 
 def create_app(config: ReviewConfig) -> Flask:
-    from cloud_stub.ingest.store import is_read_only, open_store_db, store_path
+    from cloud_stub.ingest.opening import database_url, describe
+    from cloud_stub.ingest.store import database_error, is_read_only, open_store_db, store_path
 
     root = Path(config.root)
     db_path = store_path(root)
-    if not db_path.exists():
+    on_server = database_url(config.db_url) is not None
+    if not on_server and not db_path.exists():
         raise ReviewSetupError(f"no ingest database at {db_path}: run ingest (or the demo) first")
-    read_only = is_read_only(root)
-    # Opened (and checked) once here: a damaged or unreadable store fails now, in one line.
-    open_store_db(root, check=True).close()
+    read_only = is_read_only(root, config.db_url)
+    # Opened (and checked) once here: a damaged, unreadable or unreachable store, or a server
+    # without ingest tables, fails now, in one line.
+    open_store_db(root, check=True, url=config.db_url).close()
+    where = describe(root, config.db_url)
     secret_file = root / "review-secret.key"
     if read_only and not secret_file.exists():
-        log.warning("%s is read-only: sessions last until the server stops", db_path)
+        log.warning("%s is read-only: sessions last until the server stops", where)
         secret = secrets.token_bytes(32)
     else:
         secret = security.secret_key(root)
@@ -86,7 +93,7 @@ def create_app(config: ReviewConfig) -> Flask:
         import tempfile
 
         users = Path(tempfile.mkdtemp(prefix="camtrap-review-")) / users.name
-        log.warning("%s is read-only: review accounts live in %s for this run", db_path, users)
+        log.warning("%s is read-only: review accounts live in %s for this run", where, users)
     app.extensions["review_users"] = UserStore(users)
     app.extensions["review_taxa"] = TaxonList.from_pack(config.pack)
     app.extensions["review_throttle"] = security.Throttle()
@@ -95,12 +102,16 @@ def create_app(config: ReviewConfig) -> Flask:
     app.extensions["review_media_root"] = (root / "media").resolve()
     if not read_only:
         try:
-            with _connect(db_path) as db:
+            db = _connect(root, config.db_url)
+            try:
                 captures.ensure_indexes(db)
-        except sqlite3.Error as exc:
-            from cloud_stub.ingest.store import store_error
-
-            raise store_error(db_path, exc) from exc
+            finally:
+                db.close()
+        except Exception as exc:
+            err = database_error(root, exc)
+            if err is None:
+                raise
+            raise err from exc
 
     app.before_request(security.check_request)
     app.after_request(security.add_headers)
@@ -111,29 +122,64 @@ def create_app(config: ReviewConfig) -> Flask:
     return app
 
 
-def _connect(path: Path, read_only: bool = False) -> sqlite3.Connection:
-    if read_only:
-        from cloud_stub.ingest.store import open_store_db
+def _connect(root: Path, url: str | None, read_only: bool = False) -> Database:
+    """The store through the one door: written to (reviews), or a read-only copy (mode=ro,
+    immutable on a read-only mount) where pages work and reviews do not."""
+    from cloud_stub.ingest.store import open_store_db
 
-        # A read-only copy (mode=ro, immutable on a read-only mount): pages work, reviews not.
-        return open_store_db(path.parent, check=False)
-    db = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
-    db.row_factory = sqlite3.Row
-    # Ingest commits with synchronous=FULL for the same reason: a review is someone's work.
-    db.execute("PRAGMA synchronous=FULL")
-    # Pages are read straight from the OS cache instead of being copied into a fresh per-
-    # connection cache on every request: a filter that walks many events stays fast.
-    db.execute("PRAGMA mmap_size=1073741824")
+    db = open_store_db(root, write=not read_only, check=False, url=url)
+    if db.dialect == "sqlite" and not read_only:
+        try:
+            # Ingest commits with synchronous=FULL for the same reason: a review is someone's
+            # work.
+            db.execute("PRAGMA synchronous=FULL")
+            # Pages are read straight from the OS cache instead of being copied into a fresh
+            # per-connection cache on every request: a filter that walks many events stays
+            # fast.
+            db.execute("PRAGMA mmap_size=1073741824")
+        except BaseException:
+            db.close()
+            raise
     return db
 
 
-def db() -> sqlite3.Connection:
+def db() -> Database:
     if "db" not in g:
         g.db = _connect(
-            current_app.extensions["review_db_path"],
+            _config().root,
+            _config().db_url,
             current_app.extensions.get("review_read_only", False),
         )
     return g.db
+
+
+def _media_store() -> MediaStorage:
+    """Where the files are, as the ingest recorded it (read once per process)."""
+    store = current_app.extensions.get("review_media_store")
+    if store is None:
+        from cloud_stub.ingest.opening import open_store_media
+
+        store = open_store_media(db(), _config().root)
+        current_app.extensions["review_media_store"] = store
+    return store
+
+
+def _from_object_store(store: MediaStorage, media_id: str, relative: str, mimetype: str) -> Any:
+    """A file from the bucket, read through the page (browsers need no bucket credentials)."""
+    from cloud_stub.media import MediaMissing, MediaPathError, MediaUnavailable
+
+    try:
+        with store.open(relative) as handle:
+            data = handle.read()
+    except (MediaMissing, MediaPathError):
+        log.warning("media %s: %r is not in %s", media_id, relative, store.name)
+        abort(404)
+    except MediaUnavailable as exc:
+        log.warning("media %s: %s", media_id, exc.message)
+        abort(503)
+    response = Response(data, mimetype=mimetype)
+    response.headers["Cache-Control"] = "private, max-age=3600"
+    return response
 
 
 def _close_db(_exc: BaseException | None) -> None:
@@ -298,14 +344,19 @@ def _routes(app: Flask) -> None:
         relative = row and (row["thumbnail_path"] if kind == "thumbnail" else row["file_path"])
         if not relative:
             abort(404)
-        media_root: Path = current_app.extensions["review_media_root"]
-        target = (media_root / relative).resolve()
-        # resolve() follows "..", absolute parts and links; whatever lands outside is refused.
-        if not target.is_relative_to(media_root) or not target.is_file():
-            log.warning("media %s: %r is outside the media root or missing", media_id, relative)
-            abort(404)
         mimetype = "image/jpeg" if kind == "thumbnail" else row["file_mediatype"]
-        response = send_file(target, mimetype=mimetype, max_age=3600, conditional=True)
+        store = _media_store()
+        if store.name != "local":
+            response = _from_object_store(store, media_id, relative, mimetype)
+        else:
+            media_root: Path = current_app.extensions["review_media_root"]
+            target = (media_root / relative).resolve()
+            # resolve() follows "..", absolute parts and links; whatever lands outside is
+            # refused.
+            if not target.is_relative_to(media_root) or not target.is_file():
+                log.warning("media %s: %r is outside the media root or missing", media_id, relative)
+                abort(404)
+            response = send_file(target, mimetype=mimetype, max_age=3600, conditional=True)
         response.headers["Cache-Control"] = "private, max-age=3600"
         return response
 
@@ -326,7 +377,7 @@ def _routes(app: Flask) -> None:
 
     @app.get("/fleet")
     def fleet_view() -> Any:
-        rows, rollout_known = fleet.fleet(db(), _config().root)
+        rows, rollout_known = fleet.fleet(db(), _config().root, _config().db_url)
         return render_template(
             "fleet.html", rows=rows, rollout_known=rollout_known, imported=fleet.imported(db())
         )
@@ -335,14 +386,16 @@ def _routes(app: Flask) -> None:
     @security.requires("admin")
     def models_view() -> Any:
         return render_template(
-            "models.html", available=publish.available(), rollouts=publish.status(_config().root)
+            "models.html",
+            available=publish.available(),
+            rollouts=publish.status(_config().root, _config().db_url),
         )
 
     @app.post("/admin/models/publish")
     @security.requires("admin")
     def models_publish() -> Any:
         config = _config()
-        return publish.handle(request.form, g.user.username, config.root, config.ota)
+        return publish.handle(request.form, g.user.username, config.root, config.ota, config.db_url)
 
     @app.errorhandler(400)
     @app.errorhandler(401)

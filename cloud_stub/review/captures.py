@@ -6,15 +6,16 @@ Every query here reads the ingest database; the only write is ``reviews.save_rev
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field, fields
 from datetime import date, timedelta
 from typing import Any
 
+from cloud_stub.ingest.database import Database
 from cloud_stub.ingest.store import table_columns
 from cloud_stub.review.provenance import provenance
 
-# Idempotent, so every server start may run them; ingest's own schema stays untouched.
+# Idempotent, so every server start may run them; ingest's own schema stays untouched. Both
+# engines take them as written (PostgreSQL has partial indexes too).
 INDEXES = (
     "CREATE INDEX IF NOT EXISTS review_events_time ON events(event_start, event_id)",
     "CREATE INDEX IF NOT EXISTS review_events_device ON events(device_id, event_start, event_id)",
@@ -52,7 +53,7 @@ IMPORTED_INDEX = (
 )
 
 
-def ensure_indexes(db: sqlite3.Connection) -> None:
+def ensure_indexes(db: Database) -> None:
     for statement in INDEXES:
         db.execute(statement)
     if "import_id" in table_columns(db, "events"):
@@ -173,26 +174,37 @@ _REVIEWED = (
 # drives a filter on the observation from the observations side and sorts all its matches
 # (200-500 ms at 100,000 events). So the join is pinned to the per-event index, and when the
 # filters make it an inner join anyway, CROSS JOIN (SQLite's "keep this order") is used.
+# PostgreSQL has neither hint (INDEXED BY, an ordering CROSS JOIN): its planner is left to
+# choose, with the same indexes to choose from.
 _SELECT = """
 SELECT e.event_id, e.device_id, e.deployment_id, e.event_start, e.frame_count,
        e.capture_method, e.blank_score AS event_blank_score,
        o.observation_id, o.observation_type, o.scientific_name, o.common_name, o.taxon_level,
        o.classification_probability, o.blank_score, o.classified_by, o.details
 FROM events e
-{join} observations o INDEXED BY review_obs_verdict ON o.event_id = e.event_id
+{join} observations o {verdict_index} ON o.event_id = e.event_id
      AND o.observation_level = 'event' AND o.classification_method = 'machine'
 """
 
 
 _OF_SPECIES = (
-    "SELECT event_id FROM observations INDEXED BY review_obs_species WHERE scientific_name = ? "
+    "SELECT event_id FROM observations {species_index} WHERE scientific_name = ? "
     "AND observation_level = 'event' AND classification_method = 'machine'"
 )
 RARE = 2000  # below this many events a species' own index beats the walk along time
 
 
-def _rare(db: sqlite3.Connection, species: str) -> bool:
-    sql = f"SELECT count(*) FROM ({_OF_SPECIES} LIMIT {RARE})"
+def _hint(db: Database, index: str) -> str:
+    """SQLite's ``INDEXED BY`` pin for ``index``; nothing on PostgreSQL, which has none."""
+    return f"INDEXED BY {index}" if db.dialect == "sqlite" else ""
+
+
+def _of_species(db: Database) -> str:
+    return _OF_SPECIES.format(species_index=_hint(db, "review_obs_species"))
+
+
+def _rare(db: Database, species: str) -> bool:
+    sql = f"SELECT count(*) FROM ({_of_species(db)} LIMIT {RARE}) AS found"
     return db.execute(sql, (species,)).fetchone()[0] < RARE
 
 
@@ -213,7 +225,7 @@ def _split_cursor(cursor: str) -> tuple[str, str] | None:
 
 
 def page_query(
-    db: sqlite3.Connection,
+    db: Database,
     filters: Filters,
     *,
     threshold: float,
@@ -226,7 +238,7 @@ def page_query(
     clauses, params = filters.where(threshold)
     if filters.species and _rare(db, filters.species):
         # Walking every event to find a handful is the slow case: start from the species.
-        clauses.append(f"e.event_id IN ({_OF_SPECIES})")
+        clauses.append(f"e.event_id IN ({_of_species(db)})")
         params.append(filters.species)
     key = _split_cursor(before or after) if (before or after) else None
     backwards = bool(before) and key is not None
@@ -234,8 +246,12 @@ def page_query(
         clauses.append("(e.event_start, e.event_id) " + (">" if backwards else "<") + " (?, ?)")
         params.extend(key)
     order = "ASC" if backwards else "DESC"
+    inner = "CROSS JOIN" if db.dialect == "sqlite" else "JOIN"
     sql = (
-        _SELECT.format(join="CROSS JOIN" if filters.needs_observation() else "LEFT JOIN")
+        _SELECT.format(
+            join=inner if filters.needs_observation() else "LEFT JOIN",
+            verdict_index=_hint(db, "review_obs_verdict"),
+        )
         + (" WHERE " + " AND ".join(clauses) if clauses else "")
         + f" ORDER BY e.event_start {order}, e.event_id {order} LIMIT ?"
     )
@@ -243,7 +259,7 @@ def page_query(
 
 
 def gallery(
-    db: sqlite3.Connection,
+    db: Database,
     filters: Filters,
     *,
     threshold: float,
@@ -271,21 +287,21 @@ def gallery(
 
 
 def neighbour(
-    db: sqlite3.Connection, filters: Filters, event: dict[str, Any], *, threshold: float
+    db: Database, filters: Filters, event: dict[str, Any], *, threshold: float
 ) -> str | None:
     """The event after ``event`` in the gallery's order under ``filters`` (for auto-advance)."""
     page = gallery(db, filters, threshold=threshold, after=cursor_of(event), limit=1)
     return page.rows[0]["event_id"] if page.rows else None
 
 
-def _decode(row: sqlite3.Row) -> dict[str, Any]:
+def _decode(row: Any) -> dict[str, Any]:
     out = dict(row)
     out["details"] = json.loads(out["details"]) if out.get("details") else {}
     out["geofenced"] = any(step.get("geofenced") for step in out["details"].get("rollup", []))
     return out
 
 
-def _attach(db: sqlite3.Connection, rows: list[dict[str, Any]]) -> None:
+def _attach(db: Database, rows: list[dict[str, Any]]) -> None:
     """Thumbnails and the latest human review of each row, two queries for the whole page."""
     if not rows:
         return
@@ -310,7 +326,7 @@ def _attach(db: sqlite3.Connection, rows: list[dict[str, Any]]) -> None:
         row["review"] = reviews.get(row["event_id"])
 
 
-def event_detail(db: sqlite3.Connection, event_id: str) -> dict[str, Any] | None:
+def event_detail(db: Database, event_id: str) -> dict[str, Any] | None:
     event = db.execute("SELECT * FROM events WHERE event_id = ?", (event_id,)).fetchone()
     if event is None:
         return None
@@ -334,7 +350,7 @@ def event_detail(db: sqlite3.Connection, event_id: str) -> dict[str, Any] | None
     return out
 
 
-def options(db: sqlite3.Connection) -> dict[str, list[str]]:
+def options(db: Database) -> dict[str, list[str]]:
     """Values for the filter drop-downs (small tables)."""
     return {
         "devices": [r[0] for r in db.execute("SELECT device_id FROM devices ORDER BY device_id")],
@@ -344,13 +360,12 @@ def options(db: sqlite3.Connection) -> dict[str, list[str]]:
     }
 
 
-def species_present(db: sqlite3.Connection) -> list[str]:
+def species_present(db: Database) -> list[str]:
     """Scientific names the machine has given (walks the species index, not the table)."""
-    return [
-        r[0]
-        for r in db.execute(
-            "SELECT DISTINCT scientific_name FROM observations INDEXED BY review_obs_species "
-            "WHERE observation_level = 'event' AND classification_method = 'machine' "
-            "AND scientific_name IS NOT NULL ORDER BY scientific_name"
-        )
-    ]
+    index = _hint(db, "review_obs_species")
+    sql = (
+        f"SELECT DISTINCT scientific_name FROM observations {index} "
+        "WHERE observation_level = 'event' AND classification_method = 'machine' "
+        "AND scientific_name IS NOT NULL ORDER BY scientific_name"
+    )
+    return [r[0] for r in db.execute(sql)]

@@ -27,7 +27,7 @@ def _loopback(host: str) -> bool:
 def _serve(args: argparse.Namespace) -> int:
     from cloud_stub.ingest.store import guard_store
 
-    return guard_store("camtrap-cloud serve", lambda: _run_serve(args), args.root)
+    return guard_store("camtrap-cloud serve", lambda: _run_serve(args), args.root, args.db)
 
 
 def _run_serve(args: argparse.Namespace) -> int:
@@ -71,6 +71,7 @@ def _run_serve(args: argparse.Namespace) -> int:
                 secure_cookies=not args.insecure_http,
                 behind_proxy=args.behind_proxy,
                 ota=ota,
+                db_url=args.db,
             )
         )
     except ReviewSetupError as exc:
@@ -162,10 +163,12 @@ def _users(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from cloud_stub.ingest.opening import add_db_argument
     from cloud_stub.review.users import ROLES
 
     serve = sub.add_parser("serve", help="the review page: captures, review, fleet")
     serve.add_argument("--root", type=Path, required=True, help="the ingest root")
+    add_db_argument(serve)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8088)
     serve.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate")

@@ -8,12 +8,12 @@ apart, so a head rolled out over the fleet can be followed trap by trap.
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cloud_stub.export.cameras import CAMERA_PARTS, Camera
+from cloud_stub.ingest.database import Database
 from cloud_stub.ingest.store import table_columns
 from cloud_stub.models.serving import parse_serving
 
@@ -62,7 +62,7 @@ def _figures(payload: dict[str, Any]) -> dict[str, float | None]:
     }
 
 
-def rollout_states(root: Path) -> dict[str, str] | None:
+def rollout_states(root: Path, url: str | None = None) -> dict[str, str] | None:
     """Each device's state in its latest rollout (OTA module), or None when not installed."""
     from cloud_stub.review.publish import rollout_module
 
@@ -70,14 +70,15 @@ def rollout_states(root: Path) -> dict[str, str] | None:
     if module is None:
         return None
     states: dict[str, str] = {}
-    for row in module.status(root):  # oldest rollout first: later ones overwrite
+    for row in module.status(root, url=url):  # oldest rollout first: later ones overwrite
         states[row["device"]] = f"{row['pack']}: {row['outcome']}"
     return states
 
 
-def fleet(db: sqlite3.Connection, root: Path) -> tuple[list[DeviceRow], bool]:
-    """Rows for every device known to ingest; the flag says whether rollout states are known."""
-    rollouts = rollout_states(root)
+def fleet(db: Database, root: Path, url: str | None = None) -> tuple[list[DeviceRow], bool]:
+    """Rows for every device known to ingest; the flag says whether rollout states are known.
+    ``url``: the PostgreSQL store (the rollouts read the devices' reports from it)."""
+    rollouts = rollout_states(root, url)
     rows: list[DeviceRow] = []
     for dev in db.execute("SELECT * FROM devices ORDER BY device_id").fetchall():
         history = [
@@ -125,7 +126,7 @@ class ImportedRow:
     last_received: str
 
 
-def imported(db: sqlite3.Connection) -> list[ImportedRow]:
+def imported(db: Database) -> list[ImportedRow]:
     """Imported events per deployment; empty on a store from before imports existed."""
     if "import_id" not in table_columns(db, "events"):
         return []

@@ -49,12 +49,18 @@ def available() -> bool:
     return rollout_module() is not None
 
 
-def status(root: Path) -> list[dict[str, Any]]:
+def status(root: Path, url: str | None = None) -> list[dict[str, Any]]:
     module = rollout_module()
-    return module.status(root) if module is not None else []
+    return module.status(root, url=url) if module is not None else []
 
 
-def handle(form: Mapping[str, str], username: str, root: Path, ota: OtaSettings | None) -> Any:
+def handle(
+    form: Mapping[str, str],
+    username: str,
+    root: Path,
+    ota: OtaSettings | None,
+    db_url: str | None = None,
+) -> Any:
     ro = rollout_module()
     if ro is None:
         abort(501, NOT_INSTALLED)
@@ -89,6 +95,7 @@ def handle(form: Mapping[str, str], username: str, root: Path, ota: OtaSettings 
                     base_url=ota.base_url,
                     canary=canary,
                     on_warning=lambda line: log.warning("rollout of %s: %s", pack, line),
+                    db_url=db_url,
                 )
         except Exception:
             log.exception("rollout of %s started by %s failed", pack, username)

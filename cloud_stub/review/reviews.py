@@ -8,11 +8,11 @@ hand-off can prefer it and still show what the model said.
 from __future__ import annotations
 
 import json
-import sqlite3
 import uuid
 from datetime import UTC, datetime
 from typing import Any, TypedDict
 
+from cloud_stub.ingest.database import Database
 from cloud_stub.review.taxa import Choice
 from device.contracts.protocol import ObservationType
 from device.contracts.taxa import HUMAN_TAXONOMY
@@ -83,7 +83,7 @@ def _label(action: str, machine: dict[str, Any] | None, choice: Choice | None) -
 
 
 def save_review(
-    db: sqlite3.Connection,
+    db: Database,
     event_id: str,
     *,
     username: str,
@@ -94,7 +94,7 @@ def save_review(
     """Store one review of ``event_id``; returns the new observation's id."""
     if count is not None and not 1 <= count <= MAX_COUNT:
         raise ReviewError(f"count must be 1 to {MAX_COUNT}")
-    db.execute("BEGIN IMMEDIATE")
+    db.begin()
     try:
         event = db.execute("SELECT * FROM events WHERE event_id = ?", (event_id,)).fetchone()
         if event is None:
@@ -149,9 +149,8 @@ def save_review(
                 json.dumps(details),
             ),
         )
-        db.execute("COMMIT")
+        db.commit()
     except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
+        db.rollback()
         raise
     return observation_id

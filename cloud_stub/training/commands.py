@@ -17,6 +17,7 @@ from typing import Any
 
 # Only the manifest's names here: the parser of every camtrap-cloud command is built at start,
 # and numpy, scikit-learn and the interpreter are loaded when training runs.
+from cloud_stub.ingest.opening import add_db_argument
 from device.contracts.manifest import HEAD_WEIGHTS
 
 PROG = "camtrap-cloud train"
@@ -62,7 +63,7 @@ def _train(args: argparse.Namespace) -> int:
         return _run(args)
     from cloud_stub.ingest.store import guard_store
 
-    return guard_store(PROG, lambda: _run(args), args.root)
+    return guard_store(PROG, lambda: _run(args), args.root, args.db)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -74,6 +75,7 @@ def _run(args: argparse.Namespace) -> int:
         out=args.out,
         backbone=args.backbone or DEFAULT_PACK_DIR,
         root=args.root,
+        db_url=args.db,
         deployment=args.deployment,
         country=args.country,
         registry=args.registry,
@@ -151,6 +153,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--root", metavar="INGEST", type=Path, help="an ingest store: its human-reviewed frames"
     )
+    add_db_argument(p)
     p.add_argument("--deployment", metavar="D", help="with --root: only this deployment's reviews")
     p.add_argument(
         "--country", metavar="C", help="with --root: only deployments in this country code"

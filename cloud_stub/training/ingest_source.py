@@ -22,6 +22,8 @@ from typing import Any
 from cloud_stub.export.package import ExportError
 from cloud_stub.export.preference import HUMAN, preferred_observations
 from cloud_stub.export.source import open_readonly
+from cloud_stub.ingest.opening import open_store_media
+from cloud_stub.media import MediaMissing, MediaStorage, MediaUnavailable
 from cloud_stub.training.classes import BLANK, DROPS, VEHICLE, TrainClass, animal
 from cloud_stub.training.classes import HUMAN as HUMAN_CLASS
 from cloud_stub.training.errors import TrainingError
@@ -122,20 +124,53 @@ def _frames_labels(
     return labels
 
 
+# Frames from an object store are downloaded once, here under the ingest root, and reused.
+DOWNLOADS = ".media-downloads"
+
+
+def _local_copy(store: MediaStorage, relative: str, root: Path) -> Path | None:
+    """The frame as a local file (training reads files): the store's own file, or a download
+    of the bucket's object; None when the object is not there."""
+    local = store.local_path(relative)
+    if local is not None:
+        return local
+    target = root / DOWNLOADS / relative
+    if target.is_file():
+        return target  # named by media id: an object never changes under its name
+    try:
+        with store.open(relative) as handle:
+            data = handle.read()
+    except MediaMissing:
+        return None
+    except MediaUnavailable as exc:
+        raise TrainingError(exc.message) from None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".part")
+        partial.write_bytes(data)
+        partial.replace(target)
+    except OSError as exc:
+        raise TrainingError(f"cannot keep a download in {target.parent}: {exc}") from None
+    return target
+
+
 def ingest_images(
     root: Path,
     *,
     deployment: str | None = None,
     country: str | None = None,
     registry: Path | None = None,
+    url: str | None = None,
 ) -> LabelledSet:
-    """Every frame of the store a person labelled, in the selected deployments."""
+    """Every frame of the store a person labelled, in the selected deployments (``url``: the
+    PostgreSQL store; None: ``$CAMTRAP_CLOUD_DB``, else ``<root>/ingest.sqlite``)."""
     root = Path(root)
     try:
-        db = open_readonly(root)
+        db = open_readonly(root, url)
     except ExportError as exc:
         raise TrainingError(str(exc)) from None
     try:
+        store = open_store_media(db, root)
         known = [r[0] for r in db.execute("SELECT deployment_id FROM deployments ORDER BY 1")]
         chosen = _selected(known, deployment, country, registry)
         observations = [
@@ -180,8 +215,8 @@ def ingest_images(
         if not row.get("file_path"):
             left_out["frame without its full-resolution file (thumbnail at most)"] += 1
             continue
-        path = root / "media" / row["file_path"]
-        if not path.is_file():
+        path = _local_copy(store, row["file_path"], root)
+        if path is None or not path.is_file():
             left_out["frame file missing from the media store"] += 1
             continue
         images.append(

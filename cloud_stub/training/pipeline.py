@@ -67,6 +67,7 @@ class TrainConfig:
     out: Path
     backbone: Path = DEFAULT_PACK_DIR
     root: Path | None = None  # an ingest store ...
+    db_url: str | None = None  # ... in PostgreSQL when given (else <root>/ingest.sqlite)
     deployment: str | None = None
     country: str | None = None
     registry: Path | None = None  # ... whose deployments' countries the registry knows
@@ -119,6 +120,7 @@ def _labelled(config: TrainConfig) -> LabelledSet:
             deployment=config.deployment,
             country=config.country,
             registry=config.registry,
+            url=config.db_url,
         )
     assert config.images is not None and config.labels is not None
     return folder_images(config.images, config.labels)

@@ -130,7 +130,7 @@ class PubSubTransport(Transport):
 
     def _make_publisher(self) -> Any:
         # Imported here: the library is heavy and only traps configured for Pub/Sub need it.
-        from google.cloud import pubsub_v1
+        import google.cloud.pubsub_v1 as pubsub_v1
         from google.cloud.pubsub_v1.types import (
             BatchSettings,
             LimitExceededBehavior,

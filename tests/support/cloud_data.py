@@ -161,7 +161,7 @@ def fill_store(
                     longitude=site.longitude,
                     **site.fields,
                 )
-        store.sync.flush()
+        store.media.flush()
         store.commit()
     finally:
         store.close()

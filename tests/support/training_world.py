@@ -14,7 +14,6 @@ import contextlib
 import csv
 import hashlib
 import io
-import sqlite3
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cloud_stub.cli import main as cloud_main
-from cloud_stub.ingest.store import IngestStore, store_path
+from cloud_stub.ingest.store import IngestStore, open_store_db
 from cloud_stub.review.reviews import save_review
 from cloud_stub.review.taxa import Choice
 from device.hardware.scene import SceneRenderer, plan_scene
@@ -172,7 +171,7 @@ def reviewed_store(
                         T0.isoformat(),
                     )
                 out.append(burst)
-        store.sync.flush()
+        store.media.flush()
         store.commit()
     finally:
         store.close()
@@ -186,8 +185,7 @@ def review(
     username: str = "alice",
 ) -> int:
     """Review each burst as the review page does: blank, or a correction to its species."""
-    db = sqlite3.connect(store_path(root), isolation_level=None)
-    db.row_factory = sqlite3.Row
+    db = open_store_db(root, write=True)
     try:
         for burst in bursts:
             said = label(burst)

@@ -4,7 +4,6 @@ a fake link (``FakeLink``) for tests that drive the drain on a fake clock."""
 from __future__ import annotations
 
 import queue
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -82,12 +81,14 @@ def completed(item_ids: set[str]) -> Callable[[list[AckEvent]], bool]:
     return check
 
 
-def query(root: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    """Read the ingest database through a read-only connection of our own (the ingest worker
-    owns its one)."""
-    db = sqlite3.connect(f"file:{root / 'ingest.sqlite'}?mode=ro", uri=True)
+def query(root: Path, sql: str, *args: Any, url: str | None = None) -> list[tuple[Any, ...]]:
+    """Read the ingest store (``<root>/ingest.sqlite``, or the PostgreSQL ``url``) through a
+    read-only connection of our own (the ingest worker owns its one)."""
+    from cloud_stub.ingest.opening import open_store_db
+
+    db = open_store_db(root, url=url, check=False)
     try:
-        return db.execute(sql, args).fetchall()
+        return [tuple(row) for row in db.execute(sql, args).fetchall()]
     finally:
         db.close()
 
