@@ -21,6 +21,7 @@ MODULES = [
     "tests.bench.bench_training",
     "tests.bench.bench_import",
     "tests.bench.bench_predict",
+    "tests.bench.bench_ingest_scale",
 ]
 
 
