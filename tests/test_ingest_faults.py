@@ -19,8 +19,14 @@ from cloud_stub.ingest.core import Incoming, Ingestor, Outcome
 from cloud_stub.ingest.mqtt_source import MqttIngest
 from device import protocol
 from device.protocol import Ack, CaptureMeta, MediaChunk, Telemetry
-from tests.support.broker import INGEST_USER
-from tests.support.uplink import collect_until, completed, device_link, query, wait_until
+from tests.support.uplink import (
+    collect_until,
+    completed,
+    device_link,
+    ingest_source,
+    query,
+    wait_until,
+)
 from tests.support.workers import (
     SHARE_GROUP,
     Backlog,
@@ -219,14 +225,9 @@ class StoreDown:
 
 
 def mqtt_worker(broker, ingestor, client_id: str) -> MqttIngest:
-    cert, key = broker.client_cert(INGEST_USER)
-    return MqttIngest(
+    return ingest_source(
+        broker,
         ingestor,
-        host="127.0.0.1",
-        port=broker.port,
-        ca_file=broker.ca_file,
-        cert_file=cert,
-        key_file=key,
         client_id=client_id,
         share_group=SHARE_GROUP,
         first_retry_wait_s=0.05,

@@ -107,14 +107,13 @@ class Ingestor:
             log.warning("ingest cannot reconnect yet: %s", str(exc).strip()[:200])
 
     def _handle_batch(self, items: list[Incoming]) -> list[Outcome]:
-        after_commit: list[Callable[[], None]] = []
         outcomes: list[Outcome] = []
         self.store.begin()
         try:
             for item in items:
                 self.store.savepoint()
                 try:
-                    outcome = self._handle(item, after_commit)
+                    outcome = self._handle(item)
                     self.store.release()
                 except Exception as exc:
                     if is_transient(exc):
@@ -132,8 +131,6 @@ class Ingestor:
             self.store.media.discard()
             self.store.rollback()
             raise
-        for action in after_commit:
-            action()
         return outcomes
 
     # -- one message -------------------------------------------------------------------------
@@ -145,7 +142,7 @@ class Ingestor:
         self.store.reject(_now(), item.source, device or item.device_id, reason, detail)
         return Outcome(rejected=reason)
 
-    def _handle(self, item: Incoming, after_commit: list[Callable[[], None]]) -> Outcome:
+    def _handle(self, item: Incoming) -> Outcome:
         if item.device_id is None:
             return self._reject(item, "unauthorised", "no device identity from the transport")
         try:
@@ -169,7 +166,7 @@ class Ingestor:
         at = _now()
         self.store.seen(message.device_id, at)
         if isinstance(message, MediaChunk):
-            return self._chunk(item, message, at, after_commit)
+            return self._chunk(item, message, at)
         if isinstance(message, Status):
             self.store.store_status(message, at)
             return Outcome()
@@ -191,9 +188,7 @@ class Ingestor:
         self.store.count(f"stored.{message.type}")
         return Outcome(replies=[_ack(message, "complete")])
 
-    def _chunk(
-        self, item: Incoming, chunk: MediaChunk, at: str, after_commit: list[Callable[[], None]]
-    ) -> Outcome:
+    def _chunk(self, item: Incoming, chunk: MediaChunk, at: str) -> Outcome:
         row = self.store.media_row(chunk.media_id, lock=True)
         if row is None or row["device_id"] != chunk.device_id:
             # Usually the chunk overtook its metadata; the device (or Pub/Sub) tries again later.

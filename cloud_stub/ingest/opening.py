@@ -67,6 +67,16 @@ def describe(root: Path, url: str | None = None) -> str:
     return redact(chosen) if chosen else str(store_path(root))
 
 
+def make_dir(directory: Path, *, for_what: Path | None = None) -> None:
+    """Create ``directory`` (and its parents), or say in one line why ``for_what`` cannot be."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create {for_what or directory}: {exc.strerror or exc}", Exit.CANT_CREATE
+        ) from exc
+
+
 def _read_only_fs(path: Path) -> bool:
     try:
         return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
@@ -176,12 +186,7 @@ def open_store_db(
     path = store_path(root)
     if not path.is_file():
         if write:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StoreError(
-                    f"cannot create {path}: {exc.strerror or exc}", Exit.CANT_CREATE
-                ) from exc
+            make_dir(path.parent, for_what=path)
         else:
             raise StoreError(
                 f"no ingest store at {path} (run camtrap-cloud ingest first)", Exit.NO_INPUT

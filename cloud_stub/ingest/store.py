@@ -34,6 +34,7 @@ from cloud_stub.ingest.opening import (
     guard_store,
     is_read_only,
     is_transient,
+    make_dir,
     open_store_db,
     open_store_media,
     recorded_media,
@@ -91,7 +92,6 @@ class IngestStore:
     def __init__(self, root: Path, *, url: str | None = None, media: str | None = None) -> None:
         self.root = root
         self.media_root = root / "media"
-        self.db_path = store_path(root)
         self.where = describe(root, url)
         self._url = url
         # The worker thread owns the connection; it is created here and only used there.
@@ -113,8 +113,7 @@ class IngestStore:
             {},
             {},
         )
-        # Devices whose row is committed: their messages skip the insert, which on PostgreSQL
-        # would wait on another worker's update of the same row.
+        # Devices whose row is committed: ``_flush_last_seen`` only updates them.
         self._known_devices: set[str] = set()
         self._known_deployments: set[str] = set()
         self._side: Database | None = None  # PostgreSQL: new deployments (_ensure_deployment)
@@ -146,12 +145,7 @@ class IngestStore:
             )
         media = open_media(spec, self.root)
         if spec == "local":
-            try:
-                self.media_root.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StoreError(
-                    f"cannot create {self.media_root}: {exc.strerror or exc}", Exit.CANT_CREATE
-                ) from exc
+            make_dir(self.media_root)
         if recorded is None:
             self.db.begin()
             self.db.execute(

@@ -32,18 +32,24 @@ def device_link(broker: Broker, device_id: str, **kwargs: Any) -> MqttTransport:
     )
 
 
-@contextmanager
-def running_ingest(broker: Broker, root: Path) -> Iterator[MqttIngest]:
+def ingest_source(broker: Broker, ingestor: Ingestor, **options: Any) -> MqttIngest:
+    """The privileged ``ingest`` client on ``broker``, feeding ``ingestor`` (not started)."""
     cert, key = broker.client_cert(INGEST_USER)
-    ingestor = Ingestor(root)
-    source = MqttIngest(
+    return MqttIngest(
         ingestor,
         host="127.0.0.1",
         port=broker.port,
         ca_file=broker.ca_file,
         cert_file=cert,
         key_file=key,
+        **options,
     )
+
+
+@contextmanager
+def running_ingest(broker: Broker, root: Path) -> Iterator[MqttIngest]:
+    ingestor = Ingestor(root)
+    source = ingest_source(broker, ingestor)
     source.start(timeout=10)
     try:
         yield source
