@@ -22,6 +22,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -152,6 +153,137 @@ class IrSection(Section):
     dark_threshold: float = remote(default=40.0, ge=0, le=255, description="mean lores luma")
     schedule_on: str = remote(default="18:00", pattern=r"^\d\d:\d\d$")
     schedule_off: str = remote(default="06:00", pattern=r"^\d\d:\d\d$")
+
+
+def _check_windows(value: list[str]) -> list[str]:
+    from device.power.windows import parse_windows
+
+    parse_windows(value)  # WindowError is a ValueError: pydantic names the key
+    return value
+
+
+PowerProfile = Literal["always-ready", "low-power", "scheduled"]
+Board = Literal["auto", "zero2w", "pi3", "pi4", "pi5"]
+
+
+class PowerSection(Section):
+    """Power profiles (docs/power.md): what the camera and the CPU do between events."""
+
+    profile: PowerProfile = remote(
+        default="always-ready",
+        description="always-ready: the camera streams (lowest trigger latency); low-power: the"
+        " camera starts on the PIR edge and stops after the event; scheduled: the camera runs"
+        " only inside capture_windows",
+    )
+    capture_windows: list[str] = remote(
+        default=["18:00-06:00"],
+        description="scheduled: local-time windows HH:MM-HH:MM (across midnight allowed) when"
+        " the trap captures",
+    )
+    timelapse_outside_windows: bool = remote(
+        default=False,
+        description="scheduled: also take timelapse health frames outside the windows (the"
+        " camera starts for each)",
+    )
+    camera_linger_s: float = remote(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="low-power and scheduled: the camera stays on this long after an event's"
+        " last frame, for a retrigger",
+    )
+    analysis_interval_s: float = remote(
+        default=600.0,
+        ge=0,
+        le=86400,
+        description="How often a lores frame is analysed between events for the IR and light"
+        " decisions (always-ready with an auto IR light only); 0: only frames of events",
+    )
+    board: Board = Field(
+        "auto", description="The board, for the energy budget; auto reads the device tree"
+    )
+    battery_wh: float = Field(
+        100.0, gt=0, le=100000, description="Usable battery capacity for camtrap energy"
+    )
+
+    _windows = field_validator("capture_windows")(_check_windows)
+
+
+class BatterySection(Section):
+    """The battery gauge and low-battery shedding (docs/power.md). Each step sheds at its
+    threshold (percent of charge) and is walked back once the charge is recover_margin_pct
+    above it."""
+
+    gauge: Literal["none", "ina219", "ina260", "sysfs"] = Field(
+        "none", description="ina219/ina260 over I2C (smbus2); sysfs: a power_supply node"
+    )
+    i2c_bus: int = Field(1, ge=0, le=255, description="/dev/i2c-N")
+    i2c_address: int = Field(0x40, ge=0x03, le=0x77, description="The gauge's I2C address")
+    shunt_ohms: float = Field(0.1, gt=0, le=10, description="ina219: the shunt resistor")
+    sysfs_root: Path = Field(
+        Path("/sys/class/power_supply"), description="Where power_supply nodes live"
+    )
+    supply: str = Field(
+        "", description="The power_supply node's name; empty: the first with a capacity"
+    )
+    empty_v: float = Field(3.3, gt=0, le=100, description="Pack voltage at 0% (INA gauges)")
+    full_v: float = Field(4.2, gt=0, le=100, description="Pack voltage at 100% (INA gauges)")
+    poll_interval_s: float = Field(60.0, ge=1, le=3600, description="How often it is read")
+    stop_blank_media_pct: float = remote(
+        default=40.0, ge=0, le=100, description="Below this, blank media is not sent"
+    )
+    stop_classifying_pct: float = remote(
+        default=25.0, ge=0, le=100, description="Below this, events queue unclassified"
+    )
+    stop_timelapse_pct: float = remote(
+        default=15.0, ge=0, le=100, description="Below this, no timelapse frames"
+    )
+    shutdown_pct: float = remote(
+        default=5.0, ge=0, le=100, description="Below this, the agent stops and halts the Pi"
+    )
+    recover_margin_pct: float = remote(
+        default=5.0, ge=0, le=50, description="A step is walked back this far above it"
+    )
+    shutdown_command: list[str] = Field(
+        ["systemctl", "poweroff"], description="Run after a clean stop at shutdown_pct"
+    )
+
+    @model_validator(mode="after")
+    def _steps_in_order(self) -> BatterySection:
+        steps = [
+            self.stop_blank_media_pct,
+            self.stop_classifying_pct,
+            self.stop_timelapse_pct,
+            self.shutdown_pct,
+        ]
+        if steps != sorted(steps, reverse=True):
+            raise ValueError(
+                "stop_blank_media_pct >= stop_classifying_pct >= stop_timelapse_pct >="
+                " shutdown_pct is required"
+            )
+        if self.empty_v >= self.full_v:
+            raise ValueError("empty_v must be below full_v")
+        return self
+
+
+class WakeSection(Section):
+    """Sleeping the trap between scheduled windows (docs/power.md)."""
+
+    mode: Literal["none", "rtc", "controller"] = Field(
+        "none",
+        description="rtc: set the RTC wake alarm and halt (Pi 5, POWER_OFF_ON_HALT=1);"
+        " controller: write the schedule file an external power controller reads",
+    )
+    rtc_wakealarm: Path = Field(Path("/sys/class/rtc/rtc0/wakealarm"))
+    controller_file: Path = Field(
+        Path("/var/lib/camtrap/wake-schedule.json"),
+        description="controller: the schedule file (next off and on times)",
+    )
+    min_sleep_s: float = Field(
+        1800.0, ge=60, description="Sleep only when the next window is at least this far"
+    )
+    lead_s: float = Field(120.0, ge=0, le=3600, description="Wake this long before a window")
+    halt_command: list[str] = Field(["systemctl", "poweroff"], description="rtc: the halt")
 
 
 class CaptureSection(Section):
@@ -327,8 +459,23 @@ class UplinkSection(Section):
     window_items: int = Field(256, ge=1, le=10000, description="Items in flight at once.")
     window_bytes: int = Field(32 * 1024 * 1024, ge=4096, description="Unacked bytes in flight.")
     ack_timeout_s: float = Field(60.0, gt=0, description="Silence before an item is retried.")
+    sync_windows: list[str] = remote(
+        default=[],
+        description="Local-time windows HH:MM-HH:MM when the trap connects and sends; empty:"
+        " whenever a network is up",
+    )
+    radio_control: Literal["none", "nmcli", "dry-run"] = Field(
+        "none",
+        description="nmcli: switch the radio off while offline outside sync windows; dry-run:"
+        " log the nmcli commands instead of running them",
+    )
+    radio: Literal["wifi", "wwan", "all"] = Field(
+        "wifi", description="Which radio nmcli switches (nmcli radio wifi|wwan|all)"
+    )
     mqtt: MqttSection = MqttSection()
     pubsub: PubSubSection = PubSubSection()
+
+    _windows = field_validator("sync_windows")(_check_windows)
 
 
 class TelemetrySection(Section):
@@ -403,6 +550,9 @@ class Settings(BaseSettings):
     telemetry: TelemetrySection = TelemetrySection()
     vision: VisionSection = VisionSection()
     ota: OtaSection = OtaSection()
+    power: PowerSection = PowerSection()
+    battery: BatterySection = BatterySection()
+    wake: WakeSection = WakeSection()
     # ``import`` is a Python keyword: the field is ``import_``, the file and the environment
     # say ``[import]`` and ``CAMTRAP_IMPORT__*`` (pydantic-settings skips the prefix for an
     # alias, so the prefixed name is an alias too).
