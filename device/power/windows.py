@@ -50,7 +50,7 @@ def parse_window(spec: str) -> Window:
         raise WindowError(f"{spec!r} is not a window HH:MM-HH:MM (no '-')")
     window = Window(_hhmm(start, spec), _hhmm(end, spec))
     if window.start == window.end:
-        raise WindowError(f"{spec!r} is empty (start equals end); leave the list empty for 'always'")
+        raise WindowError(f"{spec!r} is empty (start equals end); an empty list means always")
     return window
 
 
