@@ -121,9 +121,23 @@ class StorageSection(Section):
 
 class PirSection(Section):
     pin: int = Field(17, ge=0, le=27, description="BCM GPIO number of the PIR output.")
-    queue_len: int = remote(default=1, ge=1, le=100, description="Samples averaged per decision.")
-    sample_rate: float = remote(default=50.0, gt=0, le=1000, description="Samples per second.")
-    threshold: float = remote(default=0.5, gt=0, lt=1, description="Share of samples high.")
+    detect: Literal["edge", "sampled"] = remote(
+        default="edge",
+        description="edge: the pin's interrupt (no thread wakes while idle); sampled:"
+        " gpiozero's MotionSensor, which reads the pin sample_rate times a second",
+    )
+    bounce_s: float = remote(
+        default=0.02, ge=0, le=5, description="edge: edges closer than this are one edge"
+    )
+    queue_len: int = remote(
+        default=1, ge=1, le=100, description="sampled: samples averaged per decision."
+    )
+    sample_rate: float = remote(
+        default=50.0, gt=0, le=1000, description="sampled: samples per second."
+    )
+    threshold: float = remote(
+        default=0.5, gt=0, lt=1, description="sampled: share of samples high."
+    )
     pin_factory: Literal["auto", "mock"] = Field(
         "auto", description='"mock" uses gpiozero\'s MockFactory (simulation, tests).'
     )
