@@ -170,7 +170,7 @@ class IrSection(Section):
 
 
 def _check_windows(value: list[str]) -> list[str]:
-    from device.power.windows import parse_windows
+    from device.contracts.windows import parse_windows
 
     parse_windows(value)  # WindowError is a ValueError: pydantic names the key
     return value

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from device.config import ConfigError, Settings, load_settings
-from device.power.windows import Schedule, WindowError, parse_window
+from device.contracts.windows import Schedule, WindowError, parse_window
 
 NAIROBI = "Africa/Nairobi"  # UTC+3, no daylight saving
 

@@ -3,7 +3,8 @@
 
 One spelling serves every schedule of the trap: the capture windows of the ``scheduled`` power
 profile (``power.capture_windows``), the sync windows of the radio (``uplink.sync_windows``),
-and the wake alarms that sleep the trap between them. An empty list means "any time".
+and the wake alarms that sleep the trap between them; the cloud reads them too. An empty list
+means "any time".
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The agent's own energy counters: what ``camtrap energy`` multiplies by the board's power
-table (``device.power.energy``), and what the heartbeat carries.
+table (``device.contracts.energy``), and what the heartbeat carries.
 
 Each room reports the state it controls: the camera backend wrapper says when the sensor
 streams (``camera(True)``/``camera(False)``), the radio switch when the radio is on, the store
