@@ -133,6 +133,7 @@ def test_every_runtime_dependency_is_vendored_or_comes_from_apt():
         "cryptography": "python3-cryptography",
         "qrcode": "python3-qrcode",
         "packaging": "python3-packaging",
+        "smbus2": "python3-smbus2",
     }
     for line in project["dependencies"]:
         requirement = Requirement(line)

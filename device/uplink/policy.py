@@ -10,6 +10,12 @@ DEFERRED_BLANK``) never go over a metered link, whatever ``metered_policy`` says
 kept in case the filter was wrong, not because anyone wants to pay to send them. On Wi-Fi they
 go last. ``camtrap sync --all`` (``override_all``) is a technician's decision and sends them
 too.
+
+Low battery (``device.power.shedding``, its first step) sets ``shed_blank_media``: while it
+holds, no blank event's frames go over any link (``Priority.BLANK_MEDIA`` and
+``DEFERRED_BLANK`` stay queued, untouched). Metadata, thumbnails (small, and the pictures a
+reviewer catches a missed animal in) and the frames of every other event still go. Radio time
+is the energy a draining trap has least of; a blank frame is the least worth spending it on.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ KV_DAY = "uplink.budget_day"
 KV_BYTES = "uplink.budget_bytes"
 # The last priority a metered link may carry: everything before the deferred blanks.
 METERED_MAX_PRIORITY = Priority.DEFERRED_BLANK - 1
+# The last priority any link carries while low battery sheds blank media.
+SHED_MAX_PRIORITY = Priority.BLANK_MEDIA - 1
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,7 @@ class SyncPolicy:
         self.metered_policy = metered_policy
         self.daily_byte_budget = daily_byte_budget
         self.override_all = False  # `camtrap sync --all`: a technician decided
+        self.shed_blank_media = False  # low battery: the agent's battery monitor sets it
         self._day, self._sent = self._load()
         self._unsaved = 0
 
@@ -76,8 +85,18 @@ class SyncPolicy:
         if self.daily_byte_budget and self._sent >= self.daily_byte_budget:
             return Allowance((ItemKind.METADATA,), None)
         if link_type == "metered":
-            return Allowance(_METERED[self.metered_policy], METERED_MAX_PRIORITY)
-        return EVERYTHING
+            allowed = Allowance(_METERED[self.metered_policy], METERED_MAX_PRIORITY)
+        else:
+            allowed = EVERYTHING
+        return self._shed(allowed)
+
+    def _shed(self, allowed: Allowance) -> Allowance:
+        if not self.shed_blank_media:
+            return allowed
+        cap = SHED_MAX_PRIORITY
+        if allowed.max_priority is not None:
+            cap = min(cap, allowed.max_priority)
+        return Allowance(allowed.kinds, cap)
 
     def sent(self, nbytes: int) -> None:
         self._roll_day()

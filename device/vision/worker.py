@@ -12,6 +12,11 @@ the room, sent last and never over a metered link (``defer``, the default: a ver
 worker destroys nothing), kept and sent last (``keep``), reduced to a thumbnail
 (``thumbnail``) or removed (``delete``); ``device.store.verdicts`` applies it.
 
+Low battery pauses it (``pause``, the second shedding step, ``device.power.shedding``): events
+submitted meanwhile are held, still ``closed`` in the store, and none is classified until
+``resume``, which queues them all again. A stop while paused loses nothing either: the next
+start's ``catch_up`` finds them in the store.
+
 The serving engine changes only through ``serve`` (start-up load, OTA swap, rollback).
 
 The worker owns the deployment's site memory (``site_memory.py``): it lends it to whichever
@@ -110,6 +115,9 @@ class ClassificationWorker(threading.Thread):
         self._lores_lock = threading.Lock()
         self._idle = threading.Event()
         self._idle.set()
+        self._pause_lock = threading.Lock()
+        self._paused = False
+        self._held: list[str] = []  # submitted while paused, in order
 
     # -- the serving engine ----------------------------------------------------------------------
 
@@ -145,7 +153,40 @@ class ClassificationWorker(threading.Thread):
         return len(waiting)
 
     def wait_idle(self, timeout: float) -> bool:
+        """Until nothing is left that it would classify now (held events do not count)."""
         return self._idle.wait(timeout)
+
+    # -- low-battery shedding ----------------------------------------------------------------------
+
+    def pause(self) -> None:
+        """Classify nothing more (the event in progress finishes); hold what is submitted."""
+        with self._pause_lock:
+            self._paused = True
+
+    def resume(self) -> None:
+        """Classify again, the held events first."""
+        with self._pause_lock:
+            self._paused = False
+            held, self._held = self._held, []
+        for event_id in held:
+            self.submit(event_id)
+
+    @property
+    def paused(self) -> bool:
+        with self._pause_lock:
+            return self._paused
+
+    @property
+    def held(self) -> int:
+        """Events waiting for ``resume``."""
+        with self._pause_lock:
+            return len(self._held)
+
+    def _hold(self, event_id: str) -> bool:
+        with self._pause_lock:
+            if self._paused and event_id not in self._held:
+                self._held.append(event_id)
+            return self._paused
 
     def stop(self, timeout: float | None = None) -> None:
         self.queue.put(_STOP)
@@ -167,6 +208,10 @@ class ClassificationWorker(threading.Thread):
             event_id = self.queue.get()
             if event_id == _STOP:
                 return
+            if self._hold(event_id):
+                if self.queue.empty():
+                    self._idle.set()
+                continue
             try:
                 self._handle(event_id)
             except (OSError, DatabaseError) as exc:
