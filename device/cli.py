@@ -11,6 +11,7 @@ from pathlib import Path
 
 from device import __version__
 from device.config import ConfigError, Settings, load_settings, redacted, to_toml
+from device.energy import add_arguments as add_energy_arguments
 from device.errors import UserError, guarded
 from device.exitcodes import Exit
 from device.oserrors import user_error_from_os
@@ -93,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="what the trap holds (safe while the agent runs)")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
+
+    energy = sub.add_parser(
+        "energy", help="Wh per day by activity and the days the battery lasts (docs/energy.md)"
+    )
+    add_energy_arguments(energy)
+    energy.set_defaults(func=cmd_energy)
 
     sim = sub.add_parser("simulate", help="run the real agent on simulated PIR and camera")
     sim.add_argument(
@@ -193,6 +200,12 @@ def cmd_status(args: argparse.Namespace, load: Loader) -> int:
         # The report above still shows what could be read; this line says what is wrong.
         print(f"camtrap status: {report['store']['message']}", file=sys.stderr)
     return code
+
+
+def cmd_energy(args: argparse.Namespace, load: Loader) -> int:
+    from device.energy import cmd_energy as energy
+
+    return energy(args, load())
 
 
 def _check_images_dir(path: Path) -> None:

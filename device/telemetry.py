@@ -2,7 +2,9 @@
 
 Every figure is best effort (a missing thermal zone or an unreadable file leaves it out).
 Among them, the frames held as deferred blanks (``vision.blank_media_policy = "defer"``) and
-their bytes: what the trap keeps in case its blank filter was wrong.
+their bytes: what the trap keeps in case its blank filter was wrong. With a power provider
+(the agent's power room) it is a v3 heartbeat: profile, battery, shedding and the cumulative
+energy counters the cloud turns into "days left" (docs/energy.md).
 Device events (disk full, storage trouble) queue here too and go out at the next tick that
 finds the link up; they are operator hints, not captures, so they live in RAM only.
 """
@@ -10,6 +12,7 @@ finds the link up; they are operator hints, not captures, so they live in RAM on
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections import deque
@@ -20,12 +23,15 @@ from typing import Any
 
 from device import __version__
 from device.clock import ClockProbe
+from device.contracts.energy import BOARDS, detect_board
 from device.contracts.protocol import (
     PROTOCOL_VERSION,
+    TELEMETRY_POWER_VERSION,
     TELEMETRY_VERSION,
     DeviceEvent,
     Telemetry,
 )
+from device.power.report import PowerReport
 from device.store.db import Database
 from device.store.media import Media
 from device.store.outbox import Outbox
@@ -69,6 +75,40 @@ def recovery_message(record: dict[str, Any]) -> str:
     )
 
 
+def power_fields(report: PowerReport, battery_wh: float | None = None) -> dict[str, Any]:
+    """The v3 heartbeat fields of one power report (figures a gauge cannot give stay out).
+    ``battery_wh`` (power.battery_wh) lets the cloud turn the counters into days left."""
+    battery = report.battery
+    counters = report.counters
+    # The cloud cannot read this trap's device tree: name the board here.
+    board = report.board if report.board in BOARDS else detect_board()[0]
+
+    def bounded(value: float | None, high: float) -> float | None:
+        # A gauge that reads 101% or a glitch below zero is clamped, not a refused heartbeat.
+        return None if value is None else min(high, max(0.0, float(value)))
+
+    return {
+        "power_profile": report.profile,
+        "board": board,
+        "battery_wh": battery_wh,
+        "battery_pct": bounded(battery.percent, 100.0) if battery else None,
+        "battery_v": bounded(battery.voltage_v, 1000.0) if battery else None,
+        "shed_level": report.shed_level,
+        "radio_on": report.radio_on,
+        "counters_since": datetime.fromtimestamp(counters.since, UTC),
+        "counted_s": max(0.0, counters.uptime_s),
+        "camera_on_s": max(0.0, counters.camera_on_s),
+        "radio_on_s": max(0.0, counters.radio_on_s),
+        "captures": max(0, counters.captures),
+        "cpu_s": {room: max(0.0, s) for room, s in counters.cpu_s.items()},
+        "days_left": (
+            max(0.0, report.days_left)
+            if report.days_left is not None and math.isfinite(report.days_left)
+            else None
+        ),
+    }
+
+
 class Heartbeat:
     def __init__(
         self,
@@ -83,6 +123,8 @@ class Heartbeat:
         model_version: Callable[[], str | None] = lambda: None,
         media_bytes: Callable[[], int | None] = lambda: None,
         disk_full: Callable[[], bool | None] = lambda: None,
+        power: Callable[[], PowerReport | None] = lambda: None,
+        battery_wh: float | None = None,
     ) -> None:
         self.device_id = device_id
         self.db = db
@@ -94,6 +136,8 @@ class Heartbeat:
         self.model_version = model_version
         self.media_bytes = media_bytes
         self.disk_full = disk_full
+        self.power = power
+        self.battery_wh = battery_wh
         self.next_at = 0.0  # the first tick online sends one at once
         self.events: deque[DeviceEvent] = deque(maxlen=100)
         self.sent = 0
@@ -112,9 +156,16 @@ class Heartbeat:
             held = Media(db).deferred_blanks()
             deferred_frames, deferred_bytes = held.frames, held.bytes
         clock = self.clock.state()
+        power = self.power()
+        if power is not None:
+            version = TELEMETRY_POWER_VERSION
+        elif deferred_bytes is not None:
+            version = TELEMETRY_VERSION  # v2: the deferred-blank figures
+        else:
+            version = PROTOCOL_VERSION
         return Telemetry(
-            # v2 carries the deferred-blank figures; without them the heartbeat is plain v1.
-            v=TELEMETRY_VERSION if deferred_bytes is not None else PROTOCOL_VERSION,
+            # The lowest version that holds what is sent, so an older ingest still takes it.
+            v=version,
             device_id=self.device_id,
             item_id=f"tel:{time.time_ns()}",
             sent_at=datetime.now(UTC),
@@ -134,6 +185,7 @@ class Heartbeat:
             disk_full=self.disk_full(),
             deferred_blank_frames=deferred_frames,
             deferred_blank_bytes=deferred_bytes,
+            **(power_fields(power, self.battery_wh) if power is not None else {}),
         )
 
     def report(self, code: str, severity: str, message: str) -> None:

@@ -258,6 +258,7 @@ CASES: list[Case] = [
             "simulate --data-dir {out}/sim",
             "ota status",
             "import {root} --dry-run",
+            "energy",
         )
         for kind, path in (
             ("missing", "{root}/" + UNICODE + ".toml"),
@@ -287,6 +288,15 @@ CASES: list[Case] = [
     ),
     # -- the store: not mounted, not a directory, not a database, read-only ---------------
     C("status-card-not-mounted", (CAMTRAP, "--config", "{cfg_nodata}", "status"), expect=NO_DATA),
+    # -- the energy budget: no card, no counters yet, an impossible battery ---------------
+    C("energy-card-not-mounted", (CAMTRAP, "--config", "{cfg_nodata}", "energy"), expect=NO_DATA),
+    C("energy-no-state-file", (CAMTRAP, "--config", "{cfg}", "energy"), expect=NO_INPUT),
+    C(
+        "energy-bad-battery",
+        (CAMTRAP, "--config", "{cfg}", "energy", "--battery-wh", "-3"),
+        expect=USAGE,
+    ),
+    C("energy-bad-board", (CAMTRAP, "--config", "{cfg}", "energy", "--board", "pi9"), expect=USAGE),
     C("status-data-dir-is-a-file", (CAMTRAP, "--config", "{cfg_filedata}", "status")),
     C("status-not-a-database", (CAMTRAP, "--config", "{cfg_corrupt}", "status"), expect=UNREADABLE),
     C("status-json-not-a-database", (CAMTRAP, "--config", "{cfg_corrupt}", "status", "--json")),

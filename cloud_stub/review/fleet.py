@@ -3,6 +3,11 @@
 The heartbeat's ``model_version`` is what the trap classifies with (``name@version``, or
 ``backbone@version+head@version`` when a head serves): the page shows the model and the head
 apart, so a head rolled out over the fleet can be followed trap by trap.
+
+A v3 heartbeat carries the trap's power figures: profile, battery, shedding steps and the
+cumulative energy counters. "Days left (est.)" is the trap's own energy model
+(``device.contracts.energy``) run here on those counters, so the page and ``camtrap energy``
+on the trap agree.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from cloud_stub.export.cameras import CAMERA_PARTS, Camera
 from cloud_stub.ingest.database import Database
 from cloud_stub.ingest.store import table_columns
 from cloud_stub.models.serving import parse_serving
+from device.contracts.energy import BOARDS, FALLBACK_BOARD, Counters, budget
+from device.contracts.protocol import SHED_STEPS
 
 HISTORY = 48  # telemetry points per sparkline
 
@@ -33,6 +40,7 @@ class DeviceRow:
     agent_version: str | None
     rollout: str | None
     history: dict[str, list[float]] = field(default_factory=dict)
+    power: PowerCells | None = None  # None: the trap sends no power figures (before v3)
 
     @property
     def model(self) -> str | None:
@@ -47,6 +55,51 @@ class DeviceRow:
         return serving.head if serving else None
 
 
+@dataclass(frozen=True)
+class PowerCells:
+    profile: str | None
+    battery_pct: float | None
+    shed_steps: tuple[str, ...]
+    days_left: float | None  # at the last battery percent; without one, on a full charge
+    on_full_charge: bool  # no battery percent: days_left is what a full battery lasts
+    rough: bool  # under an hour of counters
+
+
+def power_cells(payload: dict[str, Any]) -> PowerCells | None:
+    """The power columns of one heartbeat, or None when it carries no power figures."""
+    profile = _get(payload, "power_profile", "powerProfile")
+    counted = _get(payload, "counted_s", "countedS")
+    if profile is None and counted is None:
+        return None
+    pct = _get(payload, "battery_pct", "batteryPct")
+    level = int(_get(payload, "shed_level", "shedLevel") or 0)
+    days: float | None = _get(payload, "days_left", "daysLeft")
+    on_full, rough = False, False
+    battery_wh = _get(payload, "battery_wh", "batteryWh")
+    if counted is not None and battery_wh:
+        board = _get(payload, "board", "board")
+        counters = Counters(
+            uptime_s=float(counted),
+            camera_on_s=float(_get(payload, "camera_on_s", "cameraOnS") or 0.0),
+            radio_on_s=float(_get(payload, "radio_on_s", "radioOnS") or 0.0),
+            captures=int(_get(payload, "captures", "captures") or 0),
+            cpu_s=dict(_get(payload, "cpu_s", "cpuS") or {}),
+        )
+        # Never "auto" here: that would read this server's device tree, not the trap's.
+        estimate = budget(counters, board if board in BOARDS else FALLBACK_BOARD, battery_wh, pct)
+        on_full = estimate.days_left is None
+        days = estimate.days_full if on_full else estimate.days_left
+        rough = estimate.rough
+    return PowerCells(
+        profile=profile,
+        battery_pct=pct,
+        shed_steps=SHED_STEPS[:level],
+        days_left=days,
+        on_full_charge=on_full,
+        rough=rough,
+    )
+
+
 def _get(payload: dict[str, Any], snake: str, camel: str) -> Any:
     return payload.get(snake, payload.get(camel))
 
@@ -59,6 +112,7 @@ def _figures(payload: dict[str, Any]) -> dict[str, float | None]:
         "queue": float(sum(queue.values())) if isinstance(queue, dict) else None,
         "disk": round(100.0 * free / total, 1) if free is not None and total else None,
         "temp": _get(payload, "cpu_temp_c", "cpuTempC"),
+        "battery": _get(payload, "battery_pct", "batteryPct"),
     }
 
 
@@ -91,7 +145,7 @@ def fleet(db: Database, root: Path, url: str | None = None) -> tuple[list[Device
         history.reverse()
         latest = history[-1] if history else {}
         figures = _figures(latest)
-        series: dict[str, list[float]] = {"queue": [], "disk": [], "temp": []}
+        series: dict[str, list[float]] = {"queue": [], "disk": [], "temp": [], "battery": []}
         for payload in history:
             for name, value in _figures(payload).items():
                 if value is not None:
@@ -109,6 +163,7 @@ def fleet(db: Database, root: Path, url: str | None = None) -> tuple[list[Device
                 agent_version=_get(latest, "agent_version", "agentVersion") or dev["agent_version"],
                 rollout=(rollouts or {}).get(dev["device_id"]),
                 history=series,
+                power=power_cells(latest),
             )
         )
     return rows, rollouts is not None

@@ -45,6 +45,7 @@ __all__ = [
     "PUBSUB_MAX_ATTRIBUTE_KEY",
     "PUBSUB_MAX_ATTRIBUTE_VALUE",
     "SHA256_RE",
+    "TELEMETRY_POWER_VERSION",
     "TELEMETRY_VERSION",
     "TOPIC_ROOT",
     "UP_SUFFIXES",
@@ -104,9 +105,11 @@ PROTOCOL_VERSION: Final = 1
 # Message types that also speak a later version (each type's own ``v``): ingest accepts both,
 # devices send the later one once ingest is upgraded (docs/protocol.md, "Versioning rule").
 TELEMETRY_VERSION: Final = 2
+# Telemetry v3: the power figures (profile, battery, shedding, energy counters).
+TELEMETRY_POWER_VERSION: Final = 3
 CAPTURE_VERSION: Final = 2
 _LATER_VERSIONS: Final = {
-    "telemetry": (1, TELEMETRY_VERSION),
+    "telemetry": (1, TELEMETRY_VERSION, TELEMETRY_POWER_VERSION),
     "capture": (1, CAPTURE_VERSION),
 }
 TOPIC_ROOT = "camtrap"
@@ -164,6 +167,12 @@ TaxonLevel = Literal["species", "genus", "family", "order", "class", "kingdom"]
 ClassificationMethod = Literal["human", "machine"]
 MediaKind = Literal["thumbnail", "full"]
 Severity = Literal["info", "warning", "error"]
+PowerProfile = Literal["always-ready", "low-power", "scheduled"]
+# A CPU room: the agent's rooms by thread (device/power/cpu.py), "other" for the rest.
+Room = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z_]+$")]
+# The low-battery shedding steps in the order they are taken; level N: the first N in force.
+# device.power.report.SHED_STEPS is the agent's copy; a test keeps them equal.
+SHED_STEPS: Final = ("blank_media", "classify", "timelapse", "shutdown")
 
 
 class Envelope(WireModel):
@@ -367,17 +376,62 @@ class Telemetry(Envelope):
     # v2 (docs/protocol.md, "Versioning rule"): full-resolution frames of blank events held in
     # doubt (blank_media_policy "defer"): on the card, not in the cloud, the first unsent
     # frames retention gives up. A v1 heartbeat stays exactly what v1 was: without them.
-    v: Literal[1, 2] = PROTOCOL_VERSION  # type: ignore[assignment]
+    v: Literal[1, 2, 3] = PROTOCOL_VERSION  # type: ignore[assignment]
     deferred_blank_frames: int | None = Field(None, ge=0)
     deferred_blank_bytes: int | None = Field(None, ge=0)
+    # v3: the power room's figures (docs/power.md, docs/energy.md). The energy counters are
+    # cumulative since ``counters_since`` (the first start of the trap's data dir), over
+    # ``counted_s`` seconds of agent time; ``days_left`` is the trap's own estimate.
+    power_profile: PowerProfile | None = None
+    board: str | None = Field(None, max_length=16, pattern=r"^[a-z0-9]+$")
+    battery_pct: float | None = Field(None, ge=0, le=100)
+    battery_v: float | None = Field(None, ge=0, le=1000)
+    battery_wh: float | None = Field(None, gt=0, le=100000)  # usable capacity, from config
+    shed_level: int | None = Field(None, ge=0, le=len(SHED_STEPS))
+    radio_on: bool | None = None
+    counters_since: AwareDatetime | None = None
+    counted_s: float | None = Field(None, ge=0)
+    camera_on_s: float | None = Field(None, ge=0)
+    radio_on_s: float | None = Field(None, ge=0)
+    captures: int | None = Field(None, ge=0)
+    cpu_s: dict[Room, Annotated[float, Field(ge=0)]] | None = Field(None, max_length=32)
+    days_left: float | None = Field(None, ge=0)
 
     @model_validator(mode="after")
-    def _v1_has_no_v2_fields(self) -> Telemetry:
+    def _fields_of_later_versions(self) -> Telemetry:
         if self.v == 1 and (
             self.deferred_blank_frames is not None or self.deferred_blank_bytes is not None
         ):
             raise ValueError("deferredBlankFrames/deferredBlankBytes need v=2")
+        if self.v < TELEMETRY_POWER_VERSION:
+            present = [name for name in _POWER_FIELDS if getattr(self, name) is not None]
+            if present:
+                names = "/".join(_wire_name(name) for name in present)
+                raise ValueError(f"{names} need v={TELEMETRY_POWER_VERSION}")
         return self
+
+    @property
+    def shed_steps(self) -> tuple[str, ...]:
+        """The shedding steps in force, by name (docs/power.md)."""
+        return SHED_STEPS[: self.shed_level or 0]
+
+
+_POWER_FIELDS = (
+    "power_profile",
+    "board",
+    "battery_pct",
+    "battery_v",
+    "battery_wh",
+    "shed_level",
+    "radio_on",
+    "counters_since",
+    "counted_s",
+    "camera_on_s",
+    "radio_on_s",
+    "captures",
+    "cpu_s",
+    "days_left",
+)
 
 
 class Status(Envelope):
