@@ -198,7 +198,8 @@ def cmd_status(args: argparse.Namespace, load: Loader) -> int:
     code = int(report["exit_code"])
     if code:
         # The report above still shows what could be read; this line says what is wrong.
-        print(f"camtrap status: {report['store']['message']}", file=sys.stderr)
+        why = report.get("exit_message") or report["store"]["message"]
+        print(f"camtrap status: {why}", file=sys.stderr)
     return code
 
 

@@ -1,19 +1,26 @@
 """``camtrap status``: what the trap holds, read without disturbing a running agent.
 
 The counts come from the store's repositories over a read-only connection
-(``health.inspect_open``); this module writes no SQL.
+(``health.inspect_open``); this module writes no SQL. The power lines come from the config
+(profile, capture and sync windows, the radio switch) and from the ``power-state.json`` the
+agent leaves in the data dir (battery, shedding, radio on/off; ``device.power.state_file``).
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from device import __version__
 from device.clock import ClockProbe
 from device.config import Settings
+from device.contracts.windows import Schedule
 from device.exitcodes import Exit
 from device.ota.layout import active_pack_path
+from device.power.report import SHED_STEPS
+from device.power.state_file import PowerStateError, load_report
 from device.store.db import DatabaseError, Source, schema_version
 from device.store.events import Events
 from device.store.health import StoreHealth, StoreState, inspect_open
@@ -27,10 +34,13 @@ from device.vision.calibration import operating_point_of
 from device.vision.pack import ModelPack, PackError, load_pack
 
 
-def collect(settings: Settings) -> dict[str, Any]:
+def collect(settings: Settings, *, now: datetime | None = None) -> dict[str, Any]:
     """The report; ``report["store"]`` says whether the counts in it can be trusted.
 
     Counts the store cannot give (no data dir, unreadable database) are None, never 0.
+    ``now`` (aware; default the system clock) places the next capture and sync windows.
+    A power state file that cannot be read makes the exit code ``Exit.DATA_ERROR`` (unless the
+    store's own trouble already set one) and ``exit_message`` says why in one line.
     """
     data_dir = settings.storage.data_dir
     clock = ClockProbe(settings.clock).probe()
@@ -61,6 +71,10 @@ def collect(settings: Settings) -> dict[str, Any]:
     pack, problem = _serving_pack(settings)
     report["model"] = model_section(settings, pack, problem)
     report["blank_filter"] = blank_filter(settings, pack, problem)
+    report["power"] = power_section(settings, now or datetime.now(UTC))
+    if report["power"]["problem"] and not report["exit_code"]:
+        report["exit_code"] = int(Exit.DATA_ERROR)
+        report["exit_message"] = report["power"]["problem"]
     if conn is None:
         return report
     try:
@@ -136,6 +150,120 @@ def blank_filter(
     out["threshold"] = None if point.calls_nothing_blank else point.value
     out["source"] = point.describe()
     return out
+
+
+def power_section(settings: Settings, now: datetime) -> dict[str, Any]:
+    """The profile and windows from the config; battery, shedding and radio from the power
+    state the agent left (``state`` None: none yet, or ``problem`` says why it is unreadable)."""
+    zone = settings.device.timezone
+    up = settings.uplink
+    out: dict[str, Any] = {
+        "profile": settings.power.profile,
+        "state": None,
+        "problem": None,
+        "radio_control": up.radio_control,
+        "radio": up.radio,
+        "capture_windows": (
+            windows_view(settings.power.capture_windows, zone, now)
+            if settings.power.profile == "scheduled"
+            else None
+        ),
+        "sync_windows": windows_view(up.sync_windows, zone, now),
+    }
+    try:
+        state = load_report(settings.storage.data_dir)
+    except PowerStateError as exc:
+        out["problem"] = f"power state: {exc}"
+        return out
+    if state is not None:
+        battery = state.battery
+        out["state"] = {
+            "board": state.board,
+            "profile": state.profile,  # what the agent ran with when it wrote the file
+            "battery_percent": battery.percent if battery else None,
+            "battery_voltage_v": battery.voltage_v if battery else None,
+            "battery_source": battery.source if battery else None,
+            "shed_level": state.shed_level,
+            "shed_steps": list(state.shed_steps),
+            "radio_on": state.radio_on,
+            "days_left": state.days_left,
+        }
+    return out
+
+
+def windows_view(specs: list[str], zone: str, now: datetime) -> dict[str, Any]:
+    """Daily windows, whether one is open at ``now`` and when that next changes (local time)."""
+    schedule = Schedule.parse(specs, zone)
+    change = schedule.next_change(now)
+    return {
+        "windows": list(specs),
+        "zone": zone,
+        "open": schedule.is_open(now),
+        "next_change": _local_minutes(change, zone) if change else None,
+    }
+
+
+def _local_minutes(at: datetime, zone: str) -> str:
+    return at.astimezone(ZoneInfo(zone)).isoformat(timespec="minutes")
+
+
+def _power_rows(power: dict[str, Any]) -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = [("power profile", power["profile"])]
+    state = power["state"]
+    if power["problem"]:
+        rows.append(("power state", f"UNREADABLE: {power['problem']}"))
+    elif state is None:
+        rows.append(("power state", "no power state yet (the agent has not run)"))
+    else:
+        rows += [
+            ("battery", _battery_line(state)),
+            ("shedding", _shedding_line(state)),
+            ("radio", _radio_line(power, state["radio_on"])),
+        ]
+    if power["capture_windows"] is not None:
+        rows.append(("capture windows", _windows_line(power["capture_windows"], "capture")))
+    rows.append(("sync windows", _windows_line(power["sync_windows"], "sync")))
+    return rows
+
+
+def _battery_line(state: dict[str, Any]) -> str:
+    percent, volts = state["battery_percent"], state["battery_voltage_v"]
+    if percent is None and volts is None:
+        return "no gauge reading (battery.gauge = none, or the gauge gave nothing)"
+    parts = [f"{percent:.0f}%" if percent is not None else "?%"]
+    if volts is not None:
+        parts.append(f"{volts:.2f} V")
+    line = " ".join(parts)
+    if state["battery_source"]:
+        line += f" ({state['battery_source']})"
+    if state["days_left"] is not None:
+        line += f"; about {state['days_left']:.1f} days left"
+    return line
+
+
+def _shedding_line(state: dict[str, Any]) -> str:
+    steps = state["shed_steps"]
+    if not steps:
+        return "none (all work runs)"
+    return f"{', '.join(steps)} shed ({state['shed_level']} of {len(SHED_STEPS)} steps)"
+
+
+def _radio_line(power: dict[str, Any], on: bool) -> str:
+    word = "on" if on else "off"
+    if power["radio_control"] == "none":
+        return f"{word} (not switched: uplink.radio_control = none)"
+    dry = " (dry-run: recorded, not run)" if power["radio_control"] == "dry-run" else ""
+    return f"{word}; switched by nmcli radio {power['radio']}{dry}"
+
+
+def _windows_line(view: dict[str, Any], what: str) -> str:
+    if not view["windows"]:
+        return "always (no sync windows)" if what == "sync" else "always"
+    spans = ", ".join(view["windows"])
+    if view["next_change"] is None:
+        return f"{spans} ({view['zone']}): always open"
+    state = "OPEN now, closes" if view["open"] else "closed, next opens"
+    return f"{spans} ({view['zone']}): {state} {view['next_change']}"
 
 
 def _model_line(model: dict[str, Any]) -> str:
@@ -243,6 +371,8 @@ def render(report: dict[str, Any]) -> str:
         ("unsynced captures", count(report["unsynchronised_captures"])),
         ("fallback spool", report["fallback_spool_items"]),
     ]
+    if report.get("power") is not None:
+        rows += _power_rows(report["power"])
     recovered = store.get("recovery")
     if recovered:
         rows.append(
