@@ -28,6 +28,8 @@ from device.hardware.pir import PirSensor
 from device.importer.room import ImportRoom, MountWatcher
 from device.ota import agent_hooks
 from device.ota.remote_commands import AgentCallbacks
+from device.power.camera_power import CameraPower
+from device.power.counters import EnergyCounters
 from device.runlock import RunLock
 from device.store.retention import Retention
 from device.store.store import CommitResult, MediaStore
@@ -92,8 +94,23 @@ class Agent:
                 settings, self.store, None, site_memory=self.site_memory
             )
             self.committed_listeners.append(self._classify_closed)
+        # What camtrap energy multiplies: camera-on seconds, captures (and, wired by their
+        # rooms, radio-on seconds and CPU by room). One for the agent, lent to each room.
+        self.energy = EnergyCounters(clock=timer.monotonic)
+        # The power profile's camera policy: start() starts the camera (a trap without one
+        # fails there, whatever the profile); the loop then stops it if the profile says so.
+        self.camera_power = CameraPower(
+            settings, self.camera, timer=timer, counters=self.energy, running=False
+        )
         self.capture = CaptureLoop(
-            settings, self.camera, self._on_frame, self.clock, self.ir, timer=timer
+            settings,
+            self.camera,
+            self._on_frame,
+            self.clock,
+            self.ir,
+            timer=timer,
+            power=self.camera_power,
+            counters=self.energy,
         )
         # Retention keeps the card from filling; what it reports goes up with the heartbeat.
         self.retention = Retention(settings, lambda: self.store.db, self._report_disk)
@@ -238,6 +255,7 @@ class Agent:
         # Hardware first: a trap with no camera or no GPIO stops here, before it has touched
         # the card. A PIR edge before the capture loop runs waits in its queue.
         self.camera.start()
+        self.camera_power.started()
         self.pir = PirSensor(
             self.settings.pir,
             lambda: self.capture.trigger("pir"),

@@ -50,6 +50,8 @@ class SimulationResult:
     stats: dict[str, Any] = field(default_factory=dict)
     # What each event really showed, per the synthetic camera (empty for replayed images).
     scenes: list[dict[str, Any]] = field(default_factory=list)
+    # The power profile at work: camera starts and on-time, edges outside capture windows.
+    power: dict[str, Any] = field(default_factory=dict)
 
     def line(self) -> str:
         s = self.stats
@@ -171,12 +173,21 @@ def run_simulation(base: Settings, plan: SimulationPlan) -> SimulationResult:
             agent.vision.wait_idle(timeout=120)
     finally:
         agent.stop()
+    energy = agent.energy.snapshot()
     return SimulationResult(
         data_dir=plan.data_dir.resolve(),
         triggers_sent=plan.triggers,
         triggers_seen=agent.capture.stats.triggers,
         stats=store_stats(plan.data_dir / DB_NAME),
         scenes=list(truth.events.values()),
+        power={
+            "profile": settings.power.profile,
+            "camera_starts": agent.camera_power.starts,
+            "camera_on_s": round(energy.camera_on_s, 3),
+            "uptime_s": round(energy.uptime_s, 3),
+            "captures": energy.captures,
+            "outside_window": agent.capture.stats.outside_window,
+        },
     )
 
 
@@ -245,6 +256,16 @@ def render(result: SimulationResult) -> str:
         ("unsynced-clock frames", s["unsynced"]),
         ("outbox pending", s["outbox_pending"]),
     ]
+    if result.power:
+        p = result.power
+        rows.append(
+            (
+                "power profile",
+                f"{p['profile']}: camera started {p['camera_starts']} times, on"
+                f" {p['camera_on_s']:.1f} of {p['uptime_s']:.1f} s;"
+                f" {p['outside_window']} PIR edges outside the capture windows",
+            )
+        )
     width = max(len(k) for k, _ in rows)
     table = "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
     return f"camtrap simulation summary\n{table}\n{result.line()}"
@@ -258,6 +279,7 @@ def as_json(result: SimulationResult) -> str:
             "triggers_seen": result.triggers_seen,
             **result.stats,
             "scenes": result.scenes,
+            "power": result.power,
             "line": result.line(),
         }
     )

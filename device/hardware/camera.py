@@ -1,12 +1,14 @@
 """The camera interface: one frame = an encoded full-resolution JPEG + a small luma plane.
 
 Backends:
-- ``picamera2``: the Pi camera, kept running; frames come from the running stream.
+- ``picamera2``: the Pi camera; frames come from the running stream.
 - ``replay``: JPEG files from a directory, in name order, looping.
 - ``synthetic``: generated scenes (background, an animal crossing, light and noise changes).
 
-Backends are imported lazily so that ``picamera2`` (which only exists on a Pi) is never
-imported elsewhere.
+The camera runs from ``start`` to ``stop`` (the power profile decides how long: always, or
+only around events, docs/power.md); ``start`` after ``stop`` resumes without reconfiguring,
+and ``close`` releases it for good. Backends are imported lazily so that ``picamera2`` (which
+only exists on a Pi) is never imported elsewhere.
 """
 
 from __future__ import annotations
@@ -49,10 +51,19 @@ class CameraUnavailable(CameraError, HardwareUnavailable):
 
 class Camera(Protocol):
     def start(self) -> None:
-        """Bring the camera to a running state; later captures must not reconfigure it."""
+        """Bring the camera to a running state (configured the first time only); later
+        captures must not reconfigure it. A no-op while it runs."""
+
+    def stop(self) -> None:
+        """Stop streaming (the sensor idles), keeping the configuration for the next
+        ``start``. A no-op while stopped."""
 
     def capture(self) -> Frame:
         """One frame from the running stream."""
+
+    def capture_lores(self) -> np.ndarray | None:
+        """The analysis plane of the next frame only (no JPEG encoded): the light decisions
+        between events."""
 
     def close(self) -> None: ...
 

@@ -1,7 +1,10 @@
 """The Raspberry Pi camera, through picamera2 (apt's python3-picamera2; it needs libcamera).
 
-The camera is configured and started once: a mode switch costs 500-700 ms before the first
-frame, far too slow for a PIR trigger. Every capture takes the next completed request from the
+The camera is configured once: a mode switch costs 500-700 ms before the first frame, far too
+slow for a PIR trigger. ``stop`` and a later ``start`` only stop and restart the stream
+(``Picamera2.stop``/``start`` keep the configuration), which is what the low-power profiles
+do between events; the first frames after a restart still wait for AE/AGC to settle
+(docs/power.md). Every capture takes the next completed request from the
 running stream, which holds both streams of the same instant: the full-resolution main stream
 (encoded to JPEG in memory) and the YUV420 lores stream, whose first h rows are the luma plane.
 """
@@ -44,9 +47,16 @@ class Picamera2Camera:
     def __init__(self, section: CameraSection) -> None:
         self.section = section
         self._picam2: Any = None
+        self._running = False
 
     def start(self) -> None:
         if self._picam2 is not None:
+            if not self._running:
+                try:
+                    self._picam2.start()
+                except Exception as exc:
+                    raise CameraError(f"picamera2: restarting the stream failed: {exc}") from exc
+                self._running = True
             return
         picamera2_class = _import_picamera2()
         picam2 = None
@@ -70,10 +80,30 @@ class Picamera2Camera:
                 "the ribbon cable and `rpicam-hello --list-cameras`"
             ) from exc
         self._picam2 = picam2
+        self._running = True
+
+    def stop(self) -> None:
+        if self._picam2 is None or not self._running:
+            return
+        self._running = False
+        try:
+            self._picam2.stop()
+        except Exception as exc:
+            raise CameraError(f"picamera2: stopping the stream failed: {exc}") from exc
+
+    def capture_lores(self) -> np.ndarray | None:
+        if self._picam2 is None or not self._running:
+            raise CameraError("picamera2: capture_lores() while the camera is stopped")
+        lores_w, lores_h = self.section.lores_size
+        try:
+            yuv = self._picam2.capture_array("lores")
+        except Exception as exc:
+            raise CameraError(f"picamera2: lores capture failed: {exc}") from exc
+        return np.ascontiguousarray(yuv[:lores_h, :lores_w], dtype=np.uint8)
 
     def capture(self) -> Frame:
-        if self._picam2 is None:
-            raise CameraError("picamera2: capture() before start()")
+        if self._picam2 is None or not self._running:
+            raise CameraError("picamera2: capture() while the camera is stopped")
         # quality is a remote setting: apply a change without touching the running stream.
         self._picam2.options["quality"] = self.section.jpeg_quality
         lores_w, lores_h = self.section.lores_size
@@ -102,9 +132,11 @@ class Picamera2Camera:
 
     def close(self) -> None:
         picam2, self._picam2 = self._picam2, None
+        running, self._running = self._running, False
         if picam2 is None:
             return
         try:
-            picam2.stop()
+            if running:
+                picam2.stop()
         finally:
             picam2.close()

@@ -10,7 +10,9 @@ media rather than losing them.
 from __future__ import annotations
 
 import io
+import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -60,14 +62,29 @@ def decode_lores(data: bytes, lores_size: tuple[int, int]) -> tuple[np.ndarray, 
 
 
 class ReplayCamera:
+    """``start_delay_s`` (0 here) is waited on ``sleep`` at every start after a stop, as a real
+    sensor's stream start costs: tests give it their fake clock's ``advance`` to see the
+    first-frame latency of the low-power profiles in the captured times."""
+
     def __init__(self, directory: Path | str, lores_size: tuple[int, int]) -> None:
         self.directory = Path(directory)
         width, height = lores_size  # a list from TOML or a test works too
         self.lores_size = (int(width), int(height))
         self._files: list[Path] = []
         self._next = 0
+        self._running = False
+        self.start_delay_s = 0.0
+        self.sleep: Callable[[float], None] = time.sleep
 
     def start(self) -> None:
+        if self._running:
+            return
+        if self._files:
+            # A restart after stop(): the files are listed; the replay goes on where it was.
+            if self.start_delay_s > 0:
+                self.sleep(self.start_delay_s)
+            self._running = True
+            return
         if not self.directory.is_dir():
             raise CameraUnavailable(f"replay camera: {self.directory} is not a directory")
         self._files = list_jpegs(self.directory)
@@ -76,10 +93,20 @@ class ReplayCamera:
                 f"replay camera: no .jpg/.jpeg files in {self.directory}; nothing to replay"
             )
         self._next = 0
+        self._running = True
+
+    def stop(self) -> None:
+        self._running = False
+
+    def capture_lores(self) -> np.ndarray | None:
+        frame = self.capture()
+        return frame.lores
 
     def capture(self) -> Frame:
         if not self._files:
             raise CameraError("replay camera: capture() before start()")
+        if not self._running:
+            raise CameraError("replay camera: capture() while the camera is stopped")
         path = self._files[self._next % len(self._files)]
         self._next += 1
         meta: dict[str, object] = {"source": path.name}
@@ -104,3 +131,4 @@ class ReplayCamera:
 
     def close(self) -> None:
         self._files = []
+        self._running = False

@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from device.hardware.camera import CameraError, Frame
 from device.hardware.scene import SceneRenderer, encode_jpeg, lores_luma, plan_scene, warm_up
 
@@ -19,6 +21,9 @@ if TYPE_CHECKING:
 
 
 class SyntheticCamera:
+    """``start_delay_s`` (0 here) is waited on ``sleep`` at every start after a stop, like a
+    real stream start (see ``ReplayCamera``)."""
+
     NEW_SCENE_GAP_S = 1.0  # longer than any burst interval the simulator uses
 
     def __init__(self, section: CameraSection, clock: Callable[[], float] = time.monotonic) -> None:
@@ -29,16 +34,32 @@ class SyntheticCamera:
         self._scene = -1
         self._frame = 0
         self._renderer: SceneRenderer | None = None
+        self._warm = False
+        self.start_delay_s = 0.0
+        self.sleep: Callable[[float], None] = time.sleep
 
     def start(self) -> None:
-        # The first scene's first frame would otherwise pay for building its background.
-        first = plan_scene(self.section.synthetic_seed, 0)
-        warm_up(self.section.main_size, first.variant)
+        if self._started:
+            return
+        if self._warm:
+            if self.start_delay_s > 0:
+                self.sleep(self.start_delay_s)
+        else:
+            # The first scene's first frame would otherwise pay for building its background.
+            first = plan_scene(self.section.synthetic_seed, 0)
+            warm_up(self.section.main_size, first.variant)
+            self._warm = True
         self._started = True
+
+    def stop(self) -> None:
+        self._started = False
+
+    def capture_lores(self) -> np.ndarray | None:
+        return self.capture().lores
 
     def capture(self) -> Frame:
         if not self._started:
-            raise CameraError("synthetic camera: capture() before start()")
+            raise CameraError("synthetic camera: capture() while the camera is stopped")
         now = self._clock()
         if self._renderer is None or self._last is None or now - self._last > self.NEW_SCENE_GAP_S:
             self._scene += 1

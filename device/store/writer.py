@@ -2,6 +2,10 @@
 
 Capture only ever calls ``submit`` (a queue put), so a slow card never delays a trigger.
 Batching keeps the number of fsync'd SQLite commits low, which is what wears SD cards.
+
+While the store writes to the card the thread blocks on its queue and wakes only for work;
+while it spools to RAM (the data dir unusable) it also wakes every
+``storage.probe_interval_s`` to try the card again, which is all recovery needs.
 """
 
 from __future__ import annotations
@@ -42,7 +46,13 @@ class StoreWriter(threading.Thread):
         self.on_committed = on_committed
         self.queue: queue.Queue[object] = queue.Queue()
         self.stats = WriterStats()
-        self.idle_wake_s = min(store.settings.storage.probe_interval_s, 5.0)
+
+    @property
+    def idle_wake_s(self) -> float | None:
+        """How long the queue may stay quiet before the card is probed; None: no probe."""
+        if self.store.db is not None:
+            return None
+        return self.store.settings.storage.probe_interval_s
 
     def submit(self, item: CapturedFrame | EventClosed) -> None:
         self.queue.put(item)

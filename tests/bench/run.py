@@ -22,6 +22,7 @@ MODULES = [
     "tests.bench.bench_import",
     "tests.bench.bench_predict",
     "tests.bench.bench_ingest_scale",
+    "tests.bench.bench_power",
 ]
 
 
