@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import logging
 import signal
+import subprocess
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from device import __version__, sdnotify
@@ -30,6 +33,7 @@ from device.ota import agent_hooks
 from device.ota.remote_commands import AgentCallbacks
 from device.power.camera_power import CameraPower
 from device.power.counters import EnergyCounters
+from device.power.room import PowerRoom
 from device.runlock import RunLock
 from device.store.retention import Retention
 from device.store.store import CommitResult, MediaStore
@@ -40,14 +44,24 @@ from device.vision.site_memory import SiteMemory, site_of
 from device.vision.worker import ClassificationWorker
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from gpiozero.pins import Factory
 
     from device.ota.service import OtaService
+    from device.power.wake import SleepPlan
     from device.uplink.transport import Transport
 
 log = logging.getLogger("camtrap.agent")
+
+
+@dataclass(frozen=True)
+class AgentShedding:
+    """The low-battery steps (device/power/shedding.py) as the agent's rooms switch them."""
+
+    send_blank_media: Callable[[bool], None]
+    classify: Callable[[bool], None]
+    timelapse: Callable[[bool], None]
+    shut_down: Callable[[], None]
+
 
 VISION_DRAIN_S = 20.0
 
@@ -121,8 +135,28 @@ class Agent:
             retention=self.retention,
             clock=self.clock,
             model_version=self._model_version,
+            counters=self.energy,
+            power=lambda: self.power.report(),
         )
         self.committed_listeners += [self._retain, self.uplink.on_commit]
+        # The battery monitor and its shedding steps, wake alarms, power-state.json
+        # (docs/power.md). What runs after a clean stop: a shutdown before brown-out, or a
+        # halt until the next window; None: exit as usual.
+        self.power_off_command: list[str] | None = None
+        self.power = PowerRoom(
+            settings,
+            self.energy,
+            effects=AgentShedding(
+                send_blank_media=lambda allowed: self.uplink.shed_blank_media(not allowed),
+                classify=self._classify_allowed,
+                timelapse=lambda allowed: self.capture.suspend_timelapse(not allowed),
+                shut_down=self._battery_empty,
+            ),
+            radio_on=lambda: self.uplink.radio.is_on,
+            clock_synced=lambda: self.clock.state().synced,
+            on_sleep=self._sleep_until,
+            clock=timer,
+        )
         # Photos from trail-camera cards: asked by `camtrap import`, or cards as they are
         # mounted (import.watch); committed through the same listeners as captures.
         self.importer = ImportRoom(
@@ -227,6 +261,7 @@ class Agent:
             capture_test=self.capture_test,
             restart_agent=self.restart,
             reset_site_memory=self.reset_site_memory,
+            config_applied=lambda _changed: self.capture.config_changed(),
         )
 
     def capture_test(self) -> str:
@@ -243,6 +278,46 @@ class Agent:
         """The ``restart-agent`` command: stop cleanly, and exit so systemd starts us again."""
         self.restart_requested = True
         self.request_stop()
+
+    # -- power -------------------------------------------------------------------------------
+
+    def _classify_allowed(self, allowed: bool) -> None:
+        """Battery shedding's second step: events queue unclassified (never lost)."""
+        if self.vision is None:
+            return
+        if allowed:
+            self.vision.resume()
+        else:
+            self.vision.pause()
+
+    def _battery_empty(self) -> None:
+        """The last step: stop cleanly (every capture committed, the database closed) and
+        power off before the battery browns out and corrupts the card."""
+        self.uplink.heartbeat.report(
+            "battery_shutdown", "error", "battery below battery.shutdown_pct: powering off"
+        )
+        log.error("battery nearly empty: stopping cleanly and powering off")
+        self.power_off_command = list(self.settings.battery.shutdown_command)
+        self.request_stop()
+
+    def _sleep_until(self, plan: SleepPlan) -> None:
+        """No window for a long while: the wake is armed; stop cleanly and halt."""
+        self.uplink.heartbeat.report(
+            "sleeping", "info", f"halting until {plan.wake_at.isoformat()} (next window)"
+        )
+        self.power_off_command = list(self.settings.wake.halt_command)
+        self.request_stop()
+
+    def _power_off(self) -> None:
+        command = self.power_off_command
+        if not command:
+            return
+        log.warning("running %s", " ".join(command))
+        try:
+            subprocess.run(command, check=True, timeout=60, capture_output=True)
+        except (OSError, subprocess.SubprocessError) as exc:
+            # The agent has stopped cleanly anyway: the card is safe whatever happens next.
+            log.error("%s failed: %s", " ".join(command), exc)
 
     def _on_committed(self, result: CommitResult) -> None:
         for listener in self.committed_listeners:
@@ -270,6 +345,7 @@ class Agent:
         if self.store.db is not None:
             self.retention.resync()
             self.retention.enforce()
+        self.power.start()
         self.uplink.start(on_transport=self._attach_ota)
         self.writer.start()
         self.importer.start()
@@ -308,6 +384,7 @@ class Agent:
         if self.ota is not None:
             self.ota.stop()
         self.uplink.stop()
+        self.power.stop()  # the state file last: the counters of the whole run
         self.store.close()
         self.run_lock.release()  # only once the database is closed may camtrap sync open it
         if self._pins is not None:
@@ -335,6 +412,7 @@ class Agent:
                 log.error("a worker thread died; withholding the watchdog so systemd restarts us")
         sdnotify.notify("STOPPING=1")
         self.stop()
+        self._power_off()
 
     def healthy(self) -> bool:
         threads = [self.capture, self.writer, self.importer] + (

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from device.agent import Agent
+from device.power.state_file import discard_partial
 from device.store import files
 from device.store.store import DB_NAME, MediaStore
 from tests.support.world import trap_settings
@@ -238,6 +239,8 @@ def check_after_crash(data_dir: Path, committed: set[str], run: int) -> None:
             }
     finally:
         store.close()
+    # The next start's other clean-up: the power state a kill cut short (EnergyLedger).
+    discard_partial(data_dir)
     missing = committed - rows.keys()
     assert not missing, f"run {run}: committed captures lost: {sorted(missing)[:3]}"
     for media_id in committed:

@@ -72,3 +72,14 @@ def test_the_power_state_file_round_trips_and_a_damaged_one_is_named(tmp_path: P
     (tmp_path / "power-state.json").write_bytes(b"\x00garbage")
     with pytest.raises(PowerStateError, match="not valid JSON"):
         load_report(tmp_path)
+
+
+def test_a_save_cut_short_leaves_a_part_file_the_next_start_removes(tmp_path: Path) -> None:
+    from device.power.ledger import EnergyLedger
+
+    report = PowerReport("always-ready", "pi4", EnergyCounters().snapshot())
+    save_report(tmp_path, report)
+    (tmp_path / "power-state.json.part").write_bytes(b'{"format": 1, "prof')
+    ledger = EnergyLedger(tmp_path, EnergyCounters())
+    assert ledger.previous == report
+    assert not (tmp_path / "power-state.json.part").exists()

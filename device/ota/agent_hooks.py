@@ -93,6 +93,8 @@ def attach(
     def on_config(changed: list[str]) -> None:
         if "uplink.max_payload_bytes" in changed:
             transport.max_payload_cap = settings.uplink.max_payload_bytes
+        if callbacks.config_applied is not None:
+            callbacks.config_applied(changed)
 
     service = OtaService(
         settings,

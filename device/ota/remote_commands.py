@@ -40,6 +40,9 @@ class AgentCallbacks:
     capture_test: Callable[[], Any] | None = None
     restart_agent: Callable[[], Any] | None = None
     reset_site_memory: Callable[[], Any] | None = None
+    # Not a command: remote config was applied (the keys changed), for rooms that must
+    # notice at once (the capture loop sleeps until its next edge; docs/power.md).
+    config_applied: Callable[[list[str]], None] | None = None
 
     def for_name(self, name: str) -> Callable[[], Any] | None:
         return {

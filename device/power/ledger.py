@@ -19,7 +19,13 @@ from pathlib import Path
 
 from device.power.counters import EnergyCounters, EnergySnapshot
 from device.power.report import PowerReport
-from device.power.state_file import PowerStateError, load_report, path_in, save_report
+from device.power.state_file import (
+    PowerStateError,
+    discard_partial,
+    load_report,
+    path_in,
+    save_report,
+)
 
 log = logging.getLogger("camtrap.power")
 
@@ -35,6 +41,7 @@ class EnergyLedger:
         self.data_dir = data_dir
         self.counters = counters
         self.previous: PowerReport | None = None
+        discard_partial(data_dir)
         try:
             self.previous = load_report(data_dir)
         except PowerStateError as exc:

@@ -8,12 +8,13 @@ file's figures (``base_counters``) and adds its own run on top.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from device.contracts.durable import atomic_write
+from device.contracts.durable import PART_SUFFIX, atomic_write
 from device.power.counters import EnergySnapshot
 from device.power.report import BatteryReading, PowerReport
 
@@ -27,6 +28,14 @@ class PowerStateError(Exception):
 
 def path_in(data_dir: Path) -> Path:
     return data_dir / FILE_NAME
+
+
+def discard_partial(data_dir: Path) -> None:
+    """A save cut short by a crash or a power loss leaves ``power-state.json.part``: the file
+    itself is whole (the last save), the part is nothing; the next start removes it."""
+    part = path_in(data_dir).with_name(FILE_NAME + PART_SUFFIX)
+    with contextlib.suppress(OSError):  # a read-only card: the next save says so
+        part.unlink(missing_ok=True)
 
 
 def save_report(data_dir: Path, report: PowerReport) -> None:

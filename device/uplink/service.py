@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from device.clock import ClockProbe
     from device.config import Settings
     from device.power.counters import EnergyCounters
+    from device.power.report import PowerReport
     from device.store.db import Database
     from device.store.store import CommitResult
 
@@ -136,6 +137,7 @@ class UplinkRoom:
         mono_clock: MonotonicClock = SYSTEM_CLOCK,
         wall_clock: Callable[[], float] = time.time,
         transport_factory: Callable[[Settings], Transport] = make_transport,
+        power: Callable[[], PowerReport | None] = lambda: None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -157,7 +159,11 @@ class UplinkRoom:
             model_version=model_version,
             media_bytes=lambda: self.retention.media_bytes,
             disk_full=lambda: self.retention.disk_full or self.store.db is None,
+            power=power,
+            battery_wh=settings.power.battery_wh,
         )
+        # Low-battery shedding's first step: blank media stays queued (SyncPolicy).
+        self._shed_blank_media = False
         self.transport: Transport | None = None
         self.drain: Drain | None = None
         self.thread: UplinkThread | None = None
@@ -183,9 +189,17 @@ class UplinkRoom:
         self.drain = make_drain(
             self.settings, db, self.transport, clock=self.mono, wall_clock=self.wall_clock
         )
+        self.drain.policy.shed_blank_media = self._shed_blank_media
         self.drain.tick_hooks += [self._report_changes, self.heartbeat.tick]
         self.thread = UplinkThread(self)
         self.thread.start()
+
+    def shed_blank_media(self, shed: bool) -> None:
+        """Battery shedding: while True, blank media waits in the outbox (metadata and animal
+        frames still go); safe from any thread."""
+        self._shed_blank_media = shed
+        if self.drain is not None:
+            self.drain.policy.shed_blank_media = shed
 
     def stop(self) -> None:
         if self.thread is not None:
