@@ -46,6 +46,23 @@ class Incoming:
     device_id: str | None  # who the transport says sent it
     subtopic: str | None  # "meta", "media", ... from the topic or the Pub/Sub attribute
     payload: bytes
+    # ``payload`` already decoded by the transport's own thread (``decode_early``), so the
+    # worker that commits does not also spend its time hashing chunks. None: decode here.
+    decoded: protocol.UpMessage | protocol.DownMessage | ProtocolError | None = None
+
+
+def decode_early(
+    payload: bytes, max_bytes: int
+) -> protocol.UpMessage | protocol.DownMessage | ProtocolError | None:
+    """What ``Ingestor`` would make of ``payload``, for ``Incoming.decoded``; never raises."""
+    try:
+        return protocol.decode(payload, max_bytes=max_bytes)
+    except ProtocolError as exc:
+        return exc
+    except Exception:
+        # A bug in decoding must not end the transport's thread: the worker decodes it again
+        # and records the failure like any other.
+        return None
 
 
 @dataclass
@@ -146,7 +163,7 @@ class Ingestor:
         if item.device_id is None:
             return self._reject(item, "unauthorised", "no device identity from the transport")
         try:
-            message = protocol.decode(item.payload, max_bytes=self.max_message_bytes)
+            message = self._decode(item)
         except ProtocolError as exc:
             outcome = self._reject(item, exc.reason, exc.detail)
             bad = exc.header
@@ -187,6 +204,13 @@ class Ingestor:
             self.store.store_device_event(message)
         self.store.count(f"stored.{message.type}")
         return Outcome(replies=[_ack(message, "complete")])
+
+    def _decode(self, item: Incoming) -> protocol.UpMessage | protocol.DownMessage:
+        if item.decoded is None:
+            return protocol.decode(item.payload, max_bytes=self.max_message_bytes)
+        if isinstance(item.decoded, ProtocolError):
+            raise item.decoded
+        return item.decoded
 
     def _chunk(self, item: Incoming, chunk: MediaChunk, at: str) -> Outcome:
         row = self.store.media_row(chunk.media_id, lock=True)

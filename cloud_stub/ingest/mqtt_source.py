@@ -3,7 +3,8 @@
 Several workers split that stream as one MQTT v5 shared subscription
 (``$share/<group>/camtrap/+/up/#``), each with its own client id and persistent session.
 
-paho's network thread only queues messages; one worker thread takes them in batches, commits
+paho's network thread decodes each message (hashing a chunk is the costliest part, and hashlib
+lets the worker run meanwhile) and queues it; one worker thread takes them in batches, commits
 each batch once (fsync is the slow part), then publishes the app acks and only then PUBACKs the
 broker (``manual_ack``). If ingest dies before that PUBACK, the broker redelivers from our
 persistent session; if it dies after, the data was already committed.
@@ -24,7 +25,12 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from cloud_stub.ingest.core import Incoming, Ingestor
+from cloud_stub.ingest.core import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    Incoming,
+    Ingestor,
+    decode_early,
+)
 from device.contracts import protocol
 from device.contracts.errors import one_line
 from device.contracts.protocol import Ack, AckBatch, ErrorReply, ProtocolError
@@ -59,6 +65,10 @@ class MqttIngest:
         first_retry_wait_s: float = 1.0,
     ) -> None:
         self.ingestor = ingestor
+        # The network thread decodes with the ingestor's own limit (a stand-in may have none).
+        self.max_message_bytes: int = getattr(
+            ingestor, "max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES
+        )
         # Several workers split one stream with an MQTT v5 shared subscription: the broker gives
         # each message to one member of the group (docs/scale.md).
         self.topic_filter = f"$share/{share_group}/{UP_FILTER}" if share_group else UP_FILTER
@@ -68,7 +78,7 @@ class MqttIngest:
         self.session_expiry_s = session_expiry_s
         self.batch_max = batch_max
         self.first_retry_wait_s = first_retry_wait_s
-        self._inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self._inbox: queue.Queue[tuple[mqtt.MQTTMessage, Incoming]] = queue.Queue()
         self._stop = threading.Event()
         self._subscribed = threading.Event()
         self._worker: threading.Thread | None = None
@@ -135,7 +145,7 @@ class MqttIngest:
             log.error("subscription to %s refused: %s", self.topic_filter, reason_codes)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        self._inbox.put(msg)
+        self._inbox.put((msg, _incoming(msg, self.max_message_bytes)))
 
     # -- worker ------------------------------------------------------------------------------
 
@@ -153,7 +163,7 @@ class MqttIngest:
                     break
             self._process_until_done(batch)
 
-    def _process_until_done(self, batch: list[mqtt.MQTTMessage]) -> None:
+    def _process_until_done(self, batch: list[tuple[mqtt.MQTTMessage, Incoming]]) -> None:
         """Store and ack ``batch``, trying again while the store is down.
 
         Nothing of a failed batch was acked, and the broker would resend it only after a
@@ -175,9 +185,8 @@ class MqttIngest:
                 if self._stop.wait(wait_s):
                     return
 
-    def _process(self, batch: list[mqtt.MQTTMessage]) -> None:
-        items = [_incoming(msg) for msg in batch]
-        outcomes = self.ingestor.handle_batch(items)
+    def _process(self, batch: list[tuple[mqtt.MQTTMessage, Incoming]]) -> None:
+        outcomes = self.ingestor.handle_batch([item for _, item in batch])
         # One message per device for all its acks in this batch: far fewer publishes (and
         # fewer messages for the device to parse) than one per item. Errors go singly.
         acks: dict[str, list[Ack]] = {}
@@ -192,7 +201,7 @@ class MqttIngest:
             replies.extend(protocol.pack_acks(device_acks, self.max_reply_bytes))
         for message in replies:
             self.client.publish(protocol.topic_for(message), protocol.encode(message), qos=1)
-        for msg in batch:
+        for msg, _ in batch:
             if msg.qos > 0:
                 self.client.ack(msg.mid, msg.qos)
         self.processed += len(batch)
@@ -207,13 +216,18 @@ def _retry_waits(first_s: float) -> Iterator[float]:
         wait_s = min(wait_s * 2, RETRY_MAX_WAIT_S)
 
 
-def _incoming(msg: mqtt.MQTTMessage) -> Incoming:
+def _incoming(msg: mqtt.MQTTMessage, max_bytes: int) -> Incoming:
     try:
         device_id, direction, suffix = protocol.parse_topic(msg.topic)
     except ProtocolError:
         device_id, direction, suffix = None, "?", None
     if direction != "up":
         device_id = None
+    payload = bytes(msg.payload)
     return Incoming(
-        source=msg.topic, device_id=device_id, subtopic=suffix, payload=bytes(msg.payload)
+        source=msg.topic,
+        device_id=device_id,
+        subtopic=suffix,
+        payload=payload,
+        decoded=decode_early(payload, max_bytes) if device_id is not None else None,
     )

@@ -333,6 +333,25 @@ class Outbox:
                     )
         return out
 
+    def next_due_at(
+        self, kinds: Iterable[str] | None = None, *, max_priority: int | None = None
+    ) -> float | None:
+        """When the next item ``claim`` would take (same states, kinds and priority cap) is
+        due (unix time), or None if none is queued: how long an idle drain may sleep."""
+        where = f"state IN ({_marks(CLAIMABLE_STATES)})"
+        params: list[object] = list(CLAIMABLE_STATES)
+        if kinds is not None:
+            kinds = tuple(ItemKind(k) for k in kinds)
+            where += f" AND kind IN ({_marks(kinds)})"
+            params += kinds
+        if max_priority is not None:
+            where += " AND priority <= ?"
+            params.append(max_priority)
+        with self.db.read() as conn:
+            row = conn.execute(f"SELECT MIN(next_attempt_at) FROM outbox WHERE {where}", params)
+            found = row.fetchone()[0]
+        return None if found is None else float(found)
+
     def next_sendable_at(
         self, kinds: Iterable[str], *, max_priority: int | None = None
     ) -> float | None:

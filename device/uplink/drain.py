@@ -14,6 +14,11 @@ One thread owns the whole exchange, so no lock guards the window:
    errors restart, retry with backoff or kill the item;
 5. **flush** the outcomes in a few batched transactions (each one is an fsync on the card).
 
+The byte window adapts to the link (``Pacing``): it starts small and grows with the bytes
+acknowledged, but never holds more than a quarter of ``ack_timeout_s`` at the rate acks come
+back, so on a slow link no item waits behind others until it times out. An item's ack deadline
+runs from when its last frame went out, plus the time the bytes ahead of it need at that rate.
+
 When the link drops every item in flight goes back to pending at once (no attempt counted);
 an item that hears nothing for ``ack_timeout_s`` is retried with backoff. Acks that arrive
 for items no longer in the window are still applied: ingest has the data, whatever we thought.
@@ -21,7 +26,14 @@ An item not ready yet waits in the outbox (``waiting_classification``, ``waiting
 and is claimed again once its delay has passed.
 
 The drain reads and writes the device database only through the store's repositories
-(``Outbox``, ``Media``, ``KeyValues``). Its timing runs on two injectable clocks: ``clock``
+(``Outbox``, ``Media``, ``KeyValues``).
+
+Between rounds the drain blocks in the transport's ``next_event`` until an ack, a ``wake()``
+(new captures), or the earliest thing due: a deadline, a flush, the next outbox due time, a
+tick hook's due time; at most ``IDLE_CEILING_S``. Offline it waits out the connect backoff
+(doubling to ``max_offline_backoff_s``), and tick hooks do not run.
+
+Its timing runs on two injectable clocks: ``clock``
 (a ``device.clock.MonotonicClock``: deadlines, flush and claim pacing, the offline wait) and
 ``wall_clock`` (unix seconds: the outbox's due times and stamps).
 """
@@ -29,6 +41,7 @@ The drain reads and writes the device database only through the store's reposito
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -46,7 +59,7 @@ from device.store.outbox import Outbox, OutboxItem
 from device.store.vocabulary import ItemKind, OutboxState, item_id_for
 from device.uplink import payloads
 from device.uplink.connectivity import FixedProbe, NetworkProbe
-from device.uplink.policy import SyncPolicy
+from device.uplink.policy import EVERYTHING, Allowance, SyncPolicy
 from device.uplink.transport import NotConnected, PayloadTooLarge, Transport, TransportError
 
 log = logging.getLogger("camtrap.uplink")
@@ -55,7 +68,13 @@ KV_LAST_SYNC = "uplink.last_sync_at"
 UNREADY_DELAY_S = 5.0
 FLUSH_INTERVAL_S = 0.2
 FLUSH_MAX_COMPLETES = 1000
+# The shortest pause between two claims that found nothing (a hook without a due time is
+# also ticked this often); the longest online wait when nothing at all is due.
 IDLE_POLL_S = 1.0
+IDLE_CEILING_S = 60.0
+# Items the sync policy holds back (a metered link, the day's byte budget, shedding) may go as
+# soon as the policy changes its mind, which nothing announces: look again this often.
+POLICY_POLL_S = 5.0
 META_OVERHEAD = 2048  # rough bytes of a metadata message, for the byte window only
 
 
@@ -72,6 +91,62 @@ class Flight:
     acked: set[int] = field(default_factory=set)
     contiguous: int = 0  # leading chunks acknowledged (the resume point)
     dirty: bool = False  # contiguous moved since the last flush
+
+
+class Pacing:
+    """How many unacknowledged bytes the link can take without queueing past the ack timeout.
+
+    Like TCP's slow start, the window grows by every byte acknowledged (so it doubles each
+    round trip from ``INITIAL_BYTES``); the delivery rate, sampled each ``SAMPLE_S`` while
+    bytes are in flight, caps it at ``QUEUE_SHARE`` of the ack timeout's worth of link time.
+    """
+
+    INITIAL_BYTES = 512 * 1024
+    MIN_BYTES = 64 * 1024
+    SAMPLE_S = 1.0
+    QUEUE_SHARE = 0.25
+    DECAY = 0.9  # a lower sample lowers the rate only slowly: a pause in acks is not the link
+
+    def __init__(self, ceiling: int, ack_timeout_s: float) -> None:
+        self.ceiling = ceiling
+        self.ack_timeout_s = ack_timeout_s
+        self.reset()
+
+    def reset(self) -> None:
+        self.window = min(self.ceiling, self.INITIAL_BYTES)
+        self.rate: float | None = None  # bytes/s acknowledged
+        self.acked = 0
+        self._mark: tuple[float, int] | None = None
+
+    def on_acked(self, nbytes: int) -> None:
+        self.acked += nbytes
+        self.window = min(self.limit(), self.window + nbytes)
+
+    def limit(self) -> int:
+        if self.rate is None:
+            return self.ceiling
+        queue_cap = int(self.rate * self.ack_timeout_s * self.QUEUE_SHARE)
+        return min(self.ceiling, max(self.MIN_BYTES, queue_cap))
+
+    def sample(self, now: float, busy: bool) -> None:
+        """Called each round; ``busy``: bytes are in flight (idle time is not the link's)."""
+        if not busy:
+            self._mark = None
+            return
+        if self._mark is None:
+            self._mark = (now, self.acked)
+            return
+        t0, b0 = self._mark
+        if now - t0 < self.SAMPLE_S:
+            return
+        rate = (self.acked - b0) / (now - t0)
+        self.rate = rate if self.rate is None else max(rate, self.rate * self.DECAY)
+        self._mark = (now, self.acked)
+        self.window = min(self.window, self.limit())
+
+    def queue_s(self, unacked: int) -> float:
+        """Seconds the link needs for ``unacked`` bytes at the measured rate (0 unmeasured)."""
+        return unacked / self.rate if self.rate else 0.0
 
 
 @dataclass
@@ -124,6 +199,10 @@ class Drain:
         self.max_offline_backoff_s = max_offline_backoff_s
         self.progress = Progress()
         self.tick_hooks: list[Callable[[Transport], None]] = []
+        # When the tick hooks next need a round (drain clock; None: not for now). While a hook
+        # has no due time here, the online drain wakes every IDLE_POLL_S for it, as it always did.
+        self.tick_due: list[Callable[[], float | None]] = []
+        self.pacing = Pacing(window_bytes, ack_timeout_s)
 
         self.window: dict[str, Flight] = {}
         self._unacked_bytes = 0
@@ -135,7 +214,7 @@ class Drain:
         self._offline_delay = 1.0
         self._next_connect = 0.0
         self._link_down = threading.Event()
-        self.wakeup = threading.Event()
+        self.wakeup = _Wakeup(transport)
         transport.on_connection_change(self._on_link)
 
     # -- the loop --------------------------------------------------------------------------
@@ -169,17 +248,37 @@ class Drain:
             hook(self.transport)
         self._fill()
         self._pump()
-        wait = (
-            0.05
-            if self.window
-            else max(0.01, min(IDLE_POLL_S, self._claim_after - self.clock.monotonic()))
-        )
-        event = self.transport.next_event(timeout=wait)
-        events = ([event] if event is not None else []) + self.transport.drain_events()
+        events = self.transport.drain_events()
+        if not events:
+            event = self.transport.next_event(timeout=self._wait_s())
+            self.wakeup.clear()
+            events = ([event] if event is not None else []) + self.transport.drain_events()
         for ev in events:
             self._on_event(ev)
+        self.pacing.sample(self.clock.monotonic(), busy=self._unacked_bytes > 0)
         self._expire()
         self._flush()
+
+    def _wait_s(self) -> float:
+        """How long nothing needs this thread: until the first deadline, flush, claim or tick."""
+        now = self.clock.monotonic()
+        until = now + IDLE_CEILING_S
+        if not self.window:
+            until = min(until, max(now, self._claim_after))
+        elif self._claim_after > now and len(self.window) < self.window_items:
+            until = min(until, self._claim_after)
+        for flight in self.window.values():
+            if flight.waiting_on is None:
+                until = min(until, flight.deadline)
+        if self._completes or any(f.dirty for f in self.window.values()):
+            until = min(until, self._last_flush + FLUSH_INTERVAL_S)
+        if len(self.tick_due) < len(self.tick_hooks):
+            until = min(until, now + IDLE_POLL_S)
+        for due in self.tick_due:
+            at = due()
+            if at is not None:
+                until = min(until, at)
+        return max(0.0, until - now)
 
     def _try_connect(self) -> bool:
         now = self.clock.monotonic()
@@ -200,6 +299,7 @@ class Drain:
                 ok = False
         if ok:
             self._offline_delay = 1.0
+            self.pacing.reset()
             self._claim_after = 0.0
             return True
         self._next_connect = self.clock.monotonic() + self._offline_delay
@@ -218,18 +318,31 @@ class Drain:
             return
         if self.window and room < max(1, self.window_items // 4):
             return  # claim in batches: each claim is a write transaction
-        if self._unacked_bytes >= self.window_bytes:
+        if self._unacked_bytes >= self.pacing.window:
             return
         allowed = self.policy.allowance(self.probe.link_type())
         items = self.outbox.claim(room, kinds=allowed.kinds, max_priority=allowed.max_priority)
         self._nothing_claimed = not items
         if not items:
-            self._claim_after = self.clock.monotonic() + IDLE_POLL_S
+            # Nothing due: sleep until the next item is (a backoff, a deferral), or a wake().
+            self._claim_after = self.clock.monotonic() + self._idle_claim_wait(allowed)
             return
         # Ingest already acknowledged these (the ack came late, while they were back in the
         # outbox); the next flush marks them done: sending them again would only fetch
         # another "complete".
         self._build([i for i in items if i.item_id not in self._completed_unflushed])
+
+    def _idle_claim_wait(self, allowed: Allowance) -> float:
+        """Seconds until a claim may find something: the next due item, and no longer than
+        ``POLICY_POLL_S`` while the policy holds back items that are due."""
+        now = self.wall_clock()
+        due_at = self.outbox.next_due_at(allowed.kinds, max_priority=allowed.max_priority)
+        wait = IDLE_CEILING_S if due_at is None else due_at - now
+        if allowed != EVERYTHING and wait > POLICY_POLL_S:
+            held_at = self.outbox.next_due_at()
+            if held_at is not None and held_at - now < wait:
+                wait = max(POLICY_POLL_S, held_at - now)
+        return min(IDLE_CEILING_S, max(IDLE_POLL_S, wait))
 
     def _build(self, items: list[OutboxItem]) -> None:
         unready: list[str] = []
@@ -237,7 +350,7 @@ class Drain:
         dead: list[tuple[str, str]] = []
         metas = [i for i in items if i.kind is ItemKind.METADATA]
         files = [i for i in items if i.kind is not ItemKind.METADATA]
-        deadline = self.clock.monotonic() + self.ack_timeout_s
+        deadline = math.inf  # the clock starts when a frame goes out (_pump)
         for item in metas:
             try:
                 meta = payloads.capture_meta(
@@ -320,7 +433,7 @@ class Drain:
             if flight.waiting_on is not None:
                 continue
             while flight.next < len(flight.frames):
-                if self._unacked_bytes >= self.window_bytes and self._unacked_bytes > 0:
+                if self._unacked_bytes >= self.pacing.window and self._unacked_bytes > 0:
                     return
                 frame = flight.frames[flight.next]
                 size = len(frame.data) if isinstance(frame, MediaChunk) else META_OVERHEAD
@@ -333,9 +446,11 @@ class Drain:
                     self._forget(flight)
                     self._park_waiters(flight.item.item_id)
                     self.outbox.retry_later(flight.item.item_id, str(exc))
+                    self._requeued()
                     break
                 flight.unacked[flight.next] = size
                 self._unacked_bytes += size
+                flight.deadline = self._deadline()
                 flight.next += 1
                 if isinstance(frame, MediaChunk):
                     self.policy.sent(size)
@@ -351,6 +466,7 @@ class Drain:
             # A repeated "complete" still ends a flight in the window: the item may have been
             # claimed and sent again after its first ack (which found it back in the outbox).
             if flight is not None:
+                self.pacing.on_acked(sum(flight.unacked.values()))
                 self._forget(flight)
                 self.progress.items_done += 1
                 self.progress.bytes_done += flight.item.bytes
@@ -362,9 +478,14 @@ class Drain:
         if flight is None:
             return
         index = int(event.chunk)
-        self._unacked_bytes -= flight.unacked.pop(index, 0)
+        freed = flight.unacked.pop(index, 0)
+        self._unacked_bytes -= freed
+        self.pacing.on_acked(freed)
         flight.acked.add(index)
-        flight.deadline = self.clock.monotonic() + self.ack_timeout_s
+        if flight.unacked or flight.next >= len(flight.frames):
+            flight.deadline = self._deadline()
+        else:
+            flight.deadline = math.inf  # the rest waits for room in the window, not for ingest
         while flight.contiguous in flight.acked:
             flight.contiguous += 1
             flight.dirty = True
@@ -384,12 +505,12 @@ class Drain:
         elif flight is not None:
             self.outbox.retry_later(item_id, reason)
             self.progress.retries += 1
+            self._requeued()
 
     def _release_waiters(self, meta_id: str) -> None:
         for flight in self.window.values():
             if flight.waiting_on == meta_id:
-                flight.waiting_on = None
-                flight.deadline = self.clock.monotonic() + self.ack_timeout_s
+                flight.waiting_on = None  # its deadline starts when its first frame goes
 
     def _park_waiters(self, meta_id: str) -> None:
         """The metadata failed: items behind it go back and wait for its next attempt."""
@@ -400,6 +521,7 @@ class Drain:
             self.outbox.defer(
                 [f.item.item_id for f in waiting], UNREADY_DELAY_S, OutboxState.WAITING_METADATA
             )
+            self._requeued()
 
     def _forget(self, flight: Flight) -> None:
         self.window.pop(flight.item.item_id, None)
@@ -408,6 +530,16 @@ class Drain:
         if flight.dirty:
             self.outbox.ack_chunks(flight.item.item_id, flight.contiguous)
             flight.dirty = False
+
+    def _requeued(self) -> None:
+        # An item went back to the outbox with a due time: the next claim that finds nothing
+        # reads the earliest due time again (an idle drain sleeps until then).
+        self._claim_after = 0.0
+
+    def _deadline(self) -> float:
+        """The ack deadline of a frame sent now: the timeout, after the bytes ahead of it."""
+        ahead = self.pacing.queue_s(self._unacked_bytes)
+        return self.clock.monotonic() + self.ack_timeout_s + ahead
 
     def _expire(self) -> None:
         now = self.clock.monotonic()
@@ -419,6 +551,7 @@ class Drain:
                 flight.item.item_id, f"no ack within {self.ack_timeout_s:g} s"
             )
             self.progress.retries += 1
+            self._requeued()
             log.warning("no ack for %s; retrying in %.0f s", flight.item.item_id, delay)
 
     # -- bookkeeping -----------------------------------------------------------------------
@@ -459,6 +592,18 @@ class Drain:
 def last_sync_at(db: Source) -> str | None:
     """When ingest last acknowledged an item (ISO 8601, UTC), or None if it never did."""
     return KeyValues(db).get(KV_LAST_SYNC)
+
+
+class _Wakeup(threading.Event):
+    """The drain's wake-up: setting it also ends the drain's wait on the transport."""
+
+    def __init__(self, transport: Transport) -> None:
+        super().__init__()
+        self._transport = transport
+
+    def set(self) -> None:
+        super().set()
+        self._transport.interrupt()
 
 
 class DrainThread(threading.Thread):

@@ -23,6 +23,7 @@ import socket
 import ssl
 import threading
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from device import __version__, protocol
 from device.protocol import Ack, AckBatch, ErrorReply, ProtocolError, Status, UpMessage
@@ -112,9 +114,57 @@ def refusal(reason_code: Any) -> str:
 
 
 class _Client(mqtt.Client):
-    """paho's client, telling us why a (re)connect failed: paho's loop thread swallows it."""
+    """paho's client, telling us why a (re)connect failed (paho's loop thread swallows it),
+    and waking its network thread only when it must.
+
+    paho's thread wakes every second: its ``select`` times out after 1 s while connected, and
+    it waits to reconnect in 1 s sleeps. A publish from another thread wakes the ``select``
+    through paho's socket pair anyway, so the tick only has to keep the keepalive ping on time
+    (``tick_s``, a quarter of the keepalive: the broker allows one and a half), and the
+    reconnect wait can be one wait on an event that ``disconnect``/``loop_stop`` set.
+    """
 
     connect_error_hook: Callable[[BaseException], None] | None = None
+    tick_s: float = 1.0
+    _stop_waiting: threading.Event | None = None
+
+    def loop_start(self) -> mqtt.MQTTErrorCode:
+        self._stop_waiting = threading.Event()
+        return super().loop_start()
+
+    def _thread_main(self) -> None:
+        try:
+            self.loop_forever(timeout=self.tick_s, retry_first_connection=True)
+        finally:
+            self._thread = None
+
+    def _reconnect_wait(self) -> None:
+        # paho's own backoff (reconnect_delay_set), in one wait instead of 1 s slices.
+        with self._reconnect_delay_mutex:
+            if self._reconnect_delay is None:
+                self._reconnect_delay = self._reconnect_min_delay
+            else:
+                self._reconnect_delay = min(self._reconnect_delay * 2, self._reconnect_max_delay)
+            delay = self._reconnect_delay
+        if self._stop_waiting is not None:
+            self._stop_waiting.wait(delay)
+
+    def disconnect(
+        self, reasoncode: ReasonCode | None = None, properties: Properties | None = None
+    ) -> mqtt.MQTTErrorCode:
+        if self._stop_waiting is not None:
+            self._stop_waiting.set()
+        return super().disconnect(reasoncode, properties)
+
+    def loop_stop(self) -> mqtt.MQTTErrorCode:
+        # The thread may sit in a long select: say "stop" first, then wake it, then join.
+        self._thread_terminate = True
+        if self._stop_waiting is not None:
+            self._stop_waiting.set()
+        if self._sockpairW is not None:
+            with suppress(OSError):
+                self._sockpairW.send(b"0")
+        return super().loop_stop()
 
     def reconnect(self) -> mqtt.MQTTErrorCode:
         try:
@@ -187,6 +237,7 @@ class MqttTransport(Transport):
             protocol=MQTTProtocolVersion.MQTTv5,
         )
         client.connect_error_hook = self._on_connect_error
+        client.tick_s = max(1.0, keepalive_s / 4)
         client.connect_timeout = socket_timeout_s
         if tls:
             context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
@@ -258,6 +309,9 @@ class MqttTransport(Transport):
                 raise TransportError(f"no MQTT session with {self.host}:{self.port}: {why}")
 
     def close(self) -> None:
+        """A retained ``offline`` status (when connected), then no link. ``connect()`` again
+        starts a new one on the same client: the trap closes its link at every sync window's
+        end and opens it at the next one's start."""
         if not self._started:
             return
         if self._connected.is_set():

@@ -45,6 +45,9 @@ The contract, for MQTT and Pub/Sub alike:
 * ``close()`` says goodbye (MQTT: a retained ``offline`` status) and stops the threads.
 
 Events may repeat (at-least-once everywhere): treat them idempotently.
+
+``interrupt()`` ends a ``next_event`` wait early (it returns None as on a timeout): the drain
+blocks in ``next_event`` for as long as nothing is due, and a new capture wakes it this way.
 """
 
 from __future__ import annotations
@@ -98,7 +101,9 @@ class Transport(ABC):
 
     def __init__(self, device_id: str) -> None:
         self.device_id = device_id
-        self._events: queue.Queue[AckEvent] = queue.Queue()
+        # None in the queue is an interrupt: it ends a wait without being an event.
+        self._events: queue.Queue[AckEvent | None] = queue.Queue()
+        self._interrupted = threading.Event()
         self._listeners: list[Callable[[bool], None]] = []
         self._listeners_lock = threading.Lock()
 
@@ -143,20 +148,34 @@ class Transport(ABC):
     # -- events ------------------------------------------------------------------------------
 
     def next_event(self, timeout: float | None = None) -> AckEvent | None:
-        """The next ack or error from ingest, or None after ``timeout`` seconds."""
+        """The next ack or error from ingest, or None after ``timeout`` seconds (or sooner,
+        after an ``interrupt()``)."""
         try:
-            return self._events.get(timeout=timeout)
+            event = self._events.get(timeout=timeout)
         except queue.Empty:
             return None
+        if event is None:
+            self._interrupted.clear()
+        return event
 
     def drain_events(self) -> list[AckEvent]:
         """Every event already waiting, without blocking."""
         out: list[AckEvent] = []
         while True:
             try:
-                out.append(self._events.get_nowait())
+                event = self._events.get_nowait()
             except queue.Empty:
                 return out
+            if event is None:
+                self._interrupted.clear()
+            else:
+                out.append(event)
+
+    def interrupt(self) -> None:
+        """End the current (or the next) ``next_event`` wait now; any thread may call it."""
+        if not self._interrupted.is_set():  # one marker is enough, however many wake-ups
+            self._interrupted.set()
+            self._events.put(None)
 
     def on_connection_change(self, callback: Callable[[bool], None]) -> None:
         """``callback(connected)`` on every change; runs on the link's thread, keep it short."""

@@ -16,6 +16,7 @@ MODULES = [
     "tests.bench.bench_core",
     "tests.bench.bench_vision",
     "tests.bench.bench_uplink",
+    "tests.bench.bench_link",
     "tests.bench.bench_cloud",
     "tests.bench.bench_review",
     "tests.bench.bench_training",
