@@ -73,7 +73,8 @@ def stored_counts(ingest: Ingestor) -> tuple[int, int, int]:
         (b"[1, 2, 3]", "malformed"),
         (json.dumps({"type": "telemetry", "deviceID": DEVICE}).encode(), "unsupported_version"),
         (
-            json.dumps({"v": 3, "type": "telemetry", "deviceID": DEVICE}).encode(),
+            # Telemetry speaks v1 to v3 (v3: the power figures); v4 is from a later camtrap.
+            json.dumps({"v": 4, "type": "telemetry", "deviceID": DEVICE}).encode(),
             "unsupported_version",
         ),
         (json.dumps({"v": 1, "type": "selfie", "deviceID": DEVICE}).encode(), "unknown_type"),
@@ -89,7 +90,7 @@ def stored_counts(ingest: Ingestor) -> tuple[int, int, int]:
         "binary",
         "not-an-object",
         "no-version",
-        "version-2",
+        "version-4",
         "unknown-type",
         "missing-field",
         "oversized",
