@@ -402,6 +402,8 @@ class Agent:
         """The service: runs until SIGTERM/SIGINT, feeding systemd's watchdog while healthy."""
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
+        # `camtrap sync` left a request file: the uplink looks now instead of polling for it.
+        signal.signal(signal.SIGUSR1, lambda *_: self.uplink.sync_requested())
         self.start()
         sdnotify.notify("READY=1")
         interval = sdnotify.watchdog_interval_s() or 10.0

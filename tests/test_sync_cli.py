@@ -6,9 +6,12 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from device.runlock import RunLock
+from device.uplink.service import CLOSED_POLL_S
 from tests.support.broker import free_port
 from tests.support.trap_db import mqtt_trap_settings, open_store, queue_captures, write_config
 from tests.support.uplink import query, running_ingest, wait_until
@@ -75,6 +78,38 @@ def test_sync_beside_a_running_agent_asks_it_instead_of_writing(broker, tmp_path
     assert "owns the database" in result.stderr
     assert result.returncode == 0, result.stdout + result.stderr
     assert query(cloud, "SELECT count(file_path) FROM media") == [(3,)]
+
+
+def test_sync_wakes_an_agent_sleeping_outside_its_sync_windows(broker, tmp_path):
+    # The only window opens in six hours and the closed agent looks for requests every
+    # CLOSED_POLL_S (30 s): a sync that finishes within 20 s was woken by camtrap sync's signal.
+    opens = (datetime.now(UTC) + timedelta(hours=6)).strftime("%H:%M")
+    closes = (datetime.now(UTC) + timedelta(hours=6, minutes=30)).strftime("%H:%M")
+    settings = mqtt_trap_settings(tmp_path / "trap", broker, sync_windows=[f"{opens}-{closes}"])
+    assert CLOSED_POLL_S > 20
+    store = open_store(settings)
+    queue_captures(store, 2, frames=1)
+    store.close()
+    config = write_config(settings, tmp_path / "camtrap.toml")
+    cloud = tmp_path / "cloud"
+    with running_ingest(broker, cloud):
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "device.cli", "--config", str(config), "run"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            lock = RunLock(settings.storage.data_dir)
+            assert wait_until(lambda: lock.holder_pid() == agent.pid)
+            time.sleep(1.0)  # the agent is up and waiting outside its window
+            assert query(cloud, "SELECT count(*) FROM events") == [(0,)]
+            result = sync(config, "--timeout", "20")
+        finally:
+            agent.send_signal(signal.SIGTERM)
+            agent.wait(20)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert query(cloud, "SELECT count(*) FROM events") == [(2,)]
 
 
 def test_sync_json_says_what_is_left_and_what_of_every_capture_reached_the_cloud(broker, tmp_path):

@@ -19,7 +19,10 @@ unreadable, 12 store locked, 13 read-only media (see ``device.store.health``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -186,12 +189,30 @@ def _due_soon(box: Outbox, drain: Drain, deadline: float) -> bool:
 # -- an agent is running: ask it, then watch ---------------------------------------------------
 
 
+def _wake_agent(pid: int | None) -> None:
+    """The agent sleeps until it has work: SIGUSR1 makes it read the request now. Only a
+    ``camtrap run`` gets it (the signal's default action ends a process that does not expect
+    it); without the right to signal (another user) the agent finds the request at its next
+    look (``service.CLOSED_POLL_S`` at most)."""
+    if not pid:
+        return
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return
+    if b"run" not in argv:
+        return
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGUSR1)
+
+
 def _through_agent(
     settings: Settings, lock: RunLock, args: argparse.Namespace, bar: ProgressBar
 ) -> int:
     data_dir = settings.storage.data_dir
     request = data_dir / SYNC_REQUEST
     request.write_text(json.dumps({"all": args.all, "at": time.time()}))
+    _wake_agent(lock.holder_pid())
     print(
         f"camtrap sync: the agent (pid {lock.holder_pid()}) owns the database; asked it to"
         " sync now and watching its progress",

@@ -222,6 +222,8 @@ class MqttTransport(Transport):
         self.max_payload_cap = max_payload_cap
         self._down_prefix = f"{protocol.TOPIC_ROOT}/{device_id}/down/"
         self._connected = threading.Event()
+        # Set with every outcome connect() waits for: the session up, or a refusal.
+        self._settled = threading.Event()
         self._started = False
         self._broker_max_packet: int | None = None
         self._last_refusal: str | None = None
@@ -301,12 +303,17 @@ class MqttTransport(Transport):
             self.client.loop_start()
             self._started = True
         deadline = time.monotonic() + timeout
-        while not self._connected.wait(min(0.05, max(0.0, deadline - time.monotonic()))):
+        # One wait, ended by the session (SUBACK) or a refusal: an offline trap's connect
+        # attempts must not wake the CPU twenty times a second (docs/power.md).
+        while not self._connected.is_set():
+            left = deadline - time.monotonic()
             # A refusal (bad credentials, not authorised) will not cure itself: say so now.
-            if self._last_refusal or time.monotonic() >= deadline:
+            if self._last_refusal or left <= 0:
                 why = self._last_refusal or self._attempt_error or "timed out"
                 self.offline_reason = f"{self.endpoint}: {why}"
                 raise TransportError(f"no MQTT session with {self.host}:{self.port}: {why}")
+            self._settled.wait(left)
+            self._settled.clear()
 
     def close(self) -> None:
         """A retained ``offline`` status (when connected), then no link. ``connect()`` again
@@ -398,6 +405,7 @@ class MqttTransport(Transport):
             self._last_refusal = refusal(reason_code)
             self.offline_reason = f"{self.endpoint}: {self._last_refusal}"
             log.warning("broker refused the connection: %s", reason_code)
+            self._settled.set()
             return
         self._last_refusal = None
         self.offline_reason = None
@@ -437,6 +445,7 @@ class MqttTransport(Transport):
             log.error("broker refused our down-topic subscription: %s", reason_codes)
         # Usable only from here on: an ack published before the SUBACK could miss us.
         self._connected.set()
+        self._settled.set()
         self._notify(True)
 
     def _on_disconnect(

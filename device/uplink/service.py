@@ -53,8 +53,9 @@ log = logging.getLogger("camtrap.uplink")
 
 REQUEST_POLL_S = 1.0
 # Outside a session the thread only looks for a ``camtrap sync`` request file (and a window
-# opening): a technician waits at most this long, and an idle trap wakes this seldom.
-CLOSED_POLL_S = 2.0
+# opening). ``camtrap sync`` signals the agent (SIGUSR1), which looks at once; this is the
+# longest a request waits when the signal could not be sent (another user's shell).
+CLOSED_POLL_S = 30.0
 # A round that failed (a database hiccup) waits this long before the next one.
 FAILED_ROUND_WAIT_S = 2.0
 # After the last item sent, this long without another one counts as a finished sync.
@@ -191,6 +192,8 @@ class UplinkRoom:
         )
         self.drain.policy.shed_blank_media = self._shed_blank_media
         self.drain.tick_hooks += [self._report_changes, self.heartbeat.tick]
+        # When each hook next has work, so an idle online drain sleeps until then.
+        self.drain.tick_due += [self._report_due, self._heartbeat_due]
         self.thread = UplinkThread(self)
         self.thread.start()
 
@@ -342,6 +345,27 @@ class UplinkRoom:
         if drained or now[1] != self._reported[1]:
             self._reported = now
             self.heartbeat.next_at = 0.0
+
+    def _report_due(self) -> float | None:
+        """When ``_report_changes`` may send: the settle time after the last item sent."""
+        if self.drain is None or self._reported is None:
+            return None
+        if self.drain.progress.items_done == self._reported[0]:
+            return None  # a model change waits for the next wake (at most IDLE_CEILING_S)
+        return self._last_done[1] + REPORT_SETTLE_S
+
+    def _heartbeat_due(self) -> float | None:
+        """The heartbeat's next send on the drain's clock (it keeps ``time.monotonic``)."""
+        now = self.mono.monotonic()
+        if self.heartbeat.events:
+            return now
+        return now + max(0.0, self.heartbeat.next_at - time.monotonic())
+
+    def sync_requested(self) -> None:
+        """``camtrap sync`` signalled the agent (SIGUSR1): look for its request file now."""
+        self._request_checked = float("-inf")
+        if self.drain is not None:
+            self.drain.wake()
 
     def _check_request(self) -> None:
         """``camtrap sync`` while the agent runs: it leaves a request file; we act on it, in
