@@ -53,7 +53,12 @@ def test_the_unit_writes_only_where_the_agent_keeps_its_data():
     service = unit_settings()
     storage = Settings().storage
     assert service["ProtectSystem"] == ["strict"]
-    assert service["ReadWritePaths"] == [str(storage.data_dir)]
+    # The data dir, and the RTC wake alarm the trap arms before it halts (wake.mode = "rtc";
+    # "-": skipped on a board without an RTC).
+    assert service["ReadWritePaths"] == [
+        str(storage.data_dir),
+        "-" + str(Settings().wake.rtc_wakealarm),
+    ]
     assert service["StateDirectory"] == [storage.data_dir.name]
     assert str(storage.data_dir) == f"/var/lib/{service['StateDirectory'][0]}"
     # The RAM fallback spool lives in the unit's runtime directory.
