@@ -27,6 +27,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.bench.common import ROOT, emit
@@ -115,6 +116,14 @@ def thread_deltas(
 # -- the trap under measurement ---------------------------------------------------------------
 
 
+def _closed_windows() -> str:
+    """The scheduled trap idles outside its capture window (it opens in six hours): the
+    camera off, as it is most of a day."""
+    opens = datetime.now(UTC) + timedelta(hours=6)
+    closes = opens + timedelta(hours=1)
+    return f'capture_windows = ["{opens:%H:%M}-{closes:%H:%M}"]'
+
+
 def trap_config(
     root: Path, profile: str, *, mqtt_port: int, detect: str = "edge", extra: str = ""
 ) -> Path:
@@ -142,6 +151,7 @@ pin_factory = "mock"
 detect = "{detect}"
 [power]
 profile = "{profile}"
+{_closed_windows() if profile == "scheduled" else ""}
 [clock]
 kernel_status = false
 timesync_flag = "{root / "no-timesync"}"
@@ -379,7 +389,8 @@ def main() -> None:
     # CAMTRAP_BENCH_PIR=sampled measures gpiozero's polling MotionSensor instead (the
     # "before" of docs/power.md).
     detect = os.environ.get("CAMTRAP_BENCH_PIR", "edge")
-    for figures in measure_idle(["always-ready", "low-power"], idle_seconds(), detect=detect):
+    profiles = ["always-ready", "low-power", "scheduled"]
+    for figures in measure_idle(profiles, idle_seconds(), detect=detect):
         print_idle(figures)
     bench_cpu_per_event()
 
