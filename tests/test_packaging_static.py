@@ -194,3 +194,25 @@ def test_purge_and_only_purge_removes_data_and_config():
     assert "rm -rf /var/lib/camtrap" in purge_branch
     assert "/etc/camtrap" in purge_branch
     assert postrm.count("rm -rf") == purge_branch.count("rm -rf")
+
+
+def test_the_polkit_rule_grants_the_camtrap_user_only_the_radio_and_power_off():
+    rule = (DEBIAN / "polkit" / "50-camtrap-agent.rules").read_text()
+    assert 'subject.user !== "camtrap"' in rule
+    granted = set(re.findall(r'case "([^"]+)":', rule))
+    assert granted == {
+        "org.freedesktop.NetworkManager.enable-disable-wifi",
+        "org.freedesktop.NetworkManager.enable-disable-wwan",
+        "org.freedesktop.login1.power-off",
+        "org.freedesktop.login1.power-off-multiple-sessions",
+    }
+    assert "usr/share/polkit-1/rules.d" in (DEBIAN / "camtrap-agent.install").read_text()
+
+
+def test_the_rtc_rule_opens_only_the_wake_alarm_to_the_camtrap_group():
+    rule = (DEBIAN / "camtrap-agent.camtrap-rtc.udev").read_text()
+    actions = [line for line in rule.splitlines() if line and not line.startswith("#")]
+    assert actions == [
+        'ACTION=="add", SUBSYSTEM=="rtc", KERNEL=="rtc0", RUN+="/bin/chgrp camtrap'
+        ' /sys%p/wakealarm", RUN+="/bin/chmod g+w /sys%p/wakealarm"'
+    ]
