@@ -23,8 +23,9 @@ import socket
 import threading
 import time
 from collections import deque
-from contextlib import suppress
 from dataclasses import dataclass
+
+from tests.support.proxy import TcpProxy, close_all
 
 
 @dataclass(frozen=True)
@@ -145,38 +146,26 @@ class _Direction:
                 self.emulator._count(self.up, len(data))
         except OSError:
             pass
-        self.emulator._drop((self.src, self.dst))
+        close_all((self.src, self.dst))
         with self.cond:
             self.eof = True
             self.cond.notify_all()
 
 
-class LinkEmulator:
+class LinkEmulator(TcpProxy):
     """Listen on a free local port and carry each connection to ``target_port`` over ``link``.
 
-    The same controls as ``tests.support.proxy.TcpProxy`` (``port``, ``cut``, ``block``,
+    The controls of ``tests.support.proxy.TcpProxy`` (``port``, ``cut``, ``block``,
     ``unblock``, ``close``, ``bytes_up``, ``connections``), plus ``bytes_down``.
     """
 
     def __init__(self, target_port: int, link: Link = LAN, host: str = "127.0.0.1") -> None:
-        self.target = (host, target_port)
         self.link = link
         self.pipe_up = _Pipe(link.up)
         self.pipe_down = _Pipe(link.down)
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind((host, 0))
-        self.listener.listen(16)
-        self.port: int = self.listener.getsockname()[1]
-        self.blocked = threading.Event()
-        self.bytes_up = 0
         self.bytes_down = 0
-        self.connections = 0
-        self._lock = threading.Lock()
-        self._open: list[socket.socket] = []
         self._directions: list[_Direction] = []
-        self._closed = threading.Event()
-        threading.Thread(target=self._accept, name="link-accept", daemon=True).start()
+        super().__init__(target_port, host)
 
     @property
     def bytes_total(self) -> int:
@@ -192,33 +181,6 @@ class LinkEmulator:
         with self._lock:
             self.bytes_up = self.bytes_down = 0
 
-    def _accept(self) -> None:
-        while not self._closed.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            if self.blocked.is_set():
-                client.close()
-                continue
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            for sock in (client, upstream):
-                # The emulator does the pacing; Nagle would add its own delays on top.
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self._lock:
-                self._open += [client, upstream]
-                self.connections += 1
-                self._directions = [d for d in self._directions if not d.eof]
-                self._directions += [
-                    _Direction(self, client, upstream, up=True),
-                    _Direction(self, upstream, client, up=False),
-                ]
-
     def _count(self, up: bool, size: int) -> None:
         with self._lock:
             if up:
@@ -226,27 +188,12 @@ class LinkEmulator:
             else:
                 self.bytes_down += size
 
-    def _drop(self, socks: tuple[socket.socket, ...]) -> None:
-        for sock in socks:
-            with suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            with suppress(OSError):
-                sock.close()
-
-    def cut(self) -> None:
-        with self._lock:
-            victims, self._open = self._open, []
-        self._drop(tuple(victims))
-
-    def block(self) -> None:
-        self.blocked.set()
-        self.cut()
-
-    def unblock(self) -> None:
-        self.blocked.clear()
-
-    def close(self) -> None:
-        self._closed.set()
-        with suppress(OSError):
-            self.listener.close()
-        self.cut()
+    def _carry(self, client: socket.socket, upstream: socket.socket) -> None:
+        for sock in (client, upstream):
+            # The emulator does the pacing; Nagle would add its own delays on top.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._directions = [d for d in self._directions if not d.eof]
+        self._directions += [
+            _Direction(self, client, upstream, up=True),
+            _Direction(self, upstream, client, up=False),
+        ]

@@ -9,7 +9,17 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Iterable
 from contextlib import suppress
+
+
+def close_all(socks: Iterable[socket.socket]) -> None:
+    """What a dropped link looks like to both ends: each socket shut down and closed."""
+    for sock in socks:
+        with suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        with suppress(OSError):
+            sock.close()
 
 
 class TcpProxy:
@@ -42,11 +52,16 @@ class TcpProxy:
             except OSError:
                 client.close()
                 continue
+            upstream.settimeout(None)
             with self._lock:
                 self._open += [client, upstream]
                 self.connections += 1
-            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
+                self._carry(client, upstream)
+
+    def _carry(self, client: socket.socket, upstream: socket.socket) -> None:
+        """Copy bytes both ways, as they come (a shaped link overrides this); under _lock."""
+        threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
+        threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
 
     def _pipe(self, src: socket.socket, dst: socket.socket, up: bool) -> None:
         try:
@@ -61,20 +76,12 @@ class TcpProxy:
         except OSError:
             pass
         finally:
-            for sock in (src, dst):
-                with suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                with suppress(OSError):
-                    sock.close()
+            close_all((src, dst))
 
     def cut(self) -> None:
         with self._lock:
             victims, self._open = self._open, []
-        for sock in victims:
-            with suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            with suppress(OSError):
-                sock.close()
+        close_all(victims)
 
     def block(self) -> None:
         self.blocked.set()
