@@ -33,6 +33,7 @@ def _load_syncfs() -> Callable[[int], int] | None:
 
 
 _SYNCFS = _load_syncfs()
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
 
 
 class SyncBatch:
@@ -40,18 +41,35 @@ class SyncBatch:
         self.anchor = anchor  # any path on the filesystem the files live on
         self._files: set[Path] = set()
         self._dirs: set[Path] = set()
+        # Directories already made: one mkdir per deployment, not one per file. A directory
+        # removed behind our back shows up as the open's FileNotFoundError, and is made again.
+        self._made: set[Path] = set()
 
     def write(self, target: Path, pieces: Iterable[bytes]) -> None:
         """Write ``target`` atomically (temp name, rename); durable after ``flush()``."""
-        target.parent.mkdir(parents=True, exist_ok=True)
+        parent = target.parent
+        if parent not in self._made:
+            parent.mkdir(parents=True, exist_ok=True)
+            self._made.add(parent)
         tmp = target.with_name(target.name + ".tmp")
-        with tmp.open("wb") as out:
+        try:
+            fd = os.open(tmp, _WRITE_FLAGS, 0o666)
+        except FileNotFoundError:
+            self._made.discard(parent)
+            parent.mkdir(parents=True, exist_ok=True)
+            self._made.add(parent)
+            fd = os.open(tmp, _WRITE_FLAGS, 0o666)
+        try:
             for piece in pieces:
-                out.write(piece)
+                view = memoryview(piece)
+                while view:
+                    view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
         os.replace(tmp, target)
         self._files.add(target)
-        self._dirs.add(target.parent)
-        self._dirs.add(target.parent.parent)  # the parent may have just been created
+        self._dirs.add(parent)
+        self._dirs.add(parent.parent)  # the parent may have just been created
 
     def flush(self) -> None:
         """Make every file written since the last flush durable, with its directory entry."""

@@ -371,18 +371,18 @@ class IngestStore:
         if dep is not None and dep["camera_id"] != meta.device_id:
             return f"deployment {meta.event.deployment_id} belongs to {dep['camera_id']}"
         ids = [m.media_id for m in meta.media]
-        owners = self.db.execute(
-            "SELECT device_id FROM events WHERE event_id = ? AND device_id != ?",
-            (meta.event.event_id, meta.device_id),
-        ).fetchall()
-        if ids:
+        sql = "SELECT device_id FROM events WHERE event_id = ? AND device_id != ?"
+        params: list[Any] = [meta.event.event_id, meta.device_id]
+        if ids:  # one round trip for both checks: this runs for every capture
             marks = ",".join("?" * len(ids))
-            owners += self.db.execute(
-                f"SELECT device_id FROM media WHERE media_id IN ({marks}) AND device_id != ?",
-                (*ids, meta.device_id),
-            ).fetchall()
-        if owners:
-            return f"event or media ids already belong to {owners[0]['device_id']}"
+            sql += (
+                " UNION ALL SELECT device_id FROM media"
+                f" WHERE media_id IN ({marks}) AND device_id != ?"
+            )
+            params += [*ids, meta.device_id]
+        owner = self.db.execute(sql + " LIMIT 1", params).fetchone()
+        if owner is not None:
+            return f"event or media ids already belong to {owner['device_id']}"
         return None
 
     def store_capture(self, meta: CaptureMeta, at: str) -> None:
@@ -452,6 +452,8 @@ class IngestStore:
                 for m in meta.media
             ],
         )
+        if not meta.observations:  # vision off, or nothing seen yet: skip the statement
+            return
         self.db.executemany(
             "INSERT OR IGNORE INTO observations VALUES "
             "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",

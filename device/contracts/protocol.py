@@ -727,7 +727,8 @@ def split_media(
     count = max(1, -(-len(data) // chunk_size))
     whole = sha256_hex(data)
     for index in range(start, count):
-        part = data[index * chunk_size : (index + 1) * chunk_size]
+        # A one-chunk file is its only chunk: neither a copy of the bytes nor a second hash.
+        part = data if count == 1 else data[index * chunk_size : (index + 1) * chunk_size]
         yield MediaChunk(
             device_id=device_id,
             item_id=item_id,
@@ -739,7 +740,7 @@ def split_media(
             chunk_size=chunk_size,
             total_size=len(data),
             sha256=whole,
-            chunk_sha256=sha256_hex(part),
+            chunk_sha256=whole if count == 1 else sha256_hex(part),
             data=part,
         )
 
