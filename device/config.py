@@ -226,7 +226,7 @@ class PowerSection(Section):
 class BatterySection(Section):
     """The battery gauge and low-battery shedding (docs/power.md). Each step sheds at its
     threshold (percent of charge) and is walked back once the charge is recover_margin_pct
-    above it."""
+    above it; a threshold of 0 turns its step off."""
 
     gauge: Literal["none", "ina219", "ina260", "sysfs"] = Field(
         "none", description="ina219/ina260 over I2C (smbus2); sysfs: a power_supply node"
@@ -294,7 +294,7 @@ class WakeSection(Section):
         description="controller: the schedule file (next off and on times)",
     )
     min_sleep_s: float = Field(
-        1800.0, ge=60, description="Sleep only when the next window is at least this far"
+        1800.0, ge=60, description="Sleep only when the sleep would last at least this long"
     )
     lead_s: float = Field(120.0, ge=0, le=3600, description="Wake this long before a window")
     halt_command: list[str] = Field(["systemctl", "poweroff"], description="rtc: the halt")
