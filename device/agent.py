@@ -368,6 +368,9 @@ class Agent:
 
     def stop(self) -> None:
         """Finish the frame in progress, commit everything captured, release hardware."""
+        # The power state first, while every room's thread still runs: CPU seconds are read
+        # per live thread, and a stopped room's would count as "other".
+        self.power.stop()
         if self.pir is not None:
             self.pir.close()
             self.pir = None
@@ -384,7 +387,6 @@ class Agent:
         if self.ota is not None:
             self.ota.stop()
         self.uplink.stop()
-        self.power.stop()  # the state file last: the counters of the whole run
         self.store.close()
         self.run_lock.release()  # only once the database is closed may camtrap sync open it
         if self._pins is not None:
