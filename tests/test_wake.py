@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from device.config import WakeSection
+from device.contracts.windows import Schedule
 from device.power.wake import (
     HALT_GRACE_S,
     ControllerSchedule,
@@ -26,7 +27,6 @@ from device.power.wake import (
     WakeScheduler,
     plan_sleep,
 )
-from device.contracts.windows import Schedule
 
 ZONE = "Africa/Nairobi"  # UTC+3, no DST
 NIGHT = Schedule.parse(["18:00-06:00"], ZONE)  # capture windows: dusk to dawn
