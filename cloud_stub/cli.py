@@ -10,6 +10,7 @@ import re
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from cloud_stub.ingest.opening import add_db_argument
@@ -146,6 +147,10 @@ def _run_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+# After one worker died, the others have this long to stop cleanly before they are killed.
+WORKER_STOP_GRACE_S = 10.0
+
+
 def _run_workers(args: argparse.Namespace) -> int:
     """``--workers N``: N ingest processes (client ids ID-1..ID-N) sharing the stream.
 
@@ -187,8 +192,23 @@ def _run_workers(args: argparse.Namespace) -> int:
     for worker in workers:
         worker.start()
     failed: list[str] = []
+    kill_at: float | None = None  # once the others were asked to stop because one died
     while any(w.exitcode is None for w in workers):
-        wait([w.sentinel for w in workers if w.exitcode is None])
+        timeout = None if kill_at is None else max(0.0, kill_at - time.monotonic())
+        wait([w.sentinel for w in workers if w.exitcode is None], timeout)
+        if kill_at is not None and time.monotonic() >= kill_at:
+            # A worker that does not stop (stuck on a lock the dead one held) is killed: it
+            # acked nothing it had not committed, so the broker redelivers the rest.
+            for worker in workers:
+                if worker.exitcode is None and worker.pid is not None:
+                    print(
+                        f"camtrap-cloud ingest: worker {worker.name} did not stop within"
+                        f" {WORKER_STOP_GRACE_S:g} s; killed",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    os.kill(worker.pid, signal.SIGKILL)
+            kill_at = None  # killed: the next wait sees them go
         for worker in workers:
             if worker.exitcode not in (None, 0) and worker.name not in failed:
                 failed.append(worker.name)
@@ -199,6 +219,7 @@ def _run_workers(args: argparse.Namespace) -> int:
                 )
         if failed and not stopping.is_set():
             forward(signal.SIGTERM, None)
+            kill_at = time.monotonic() + WORKER_STOP_GRACE_S
     return int(Exit.SOFTWARE) if failed else 0
 
 
