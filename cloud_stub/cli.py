@@ -149,6 +149,7 @@ def _run_ingest(args: argparse.Namespace) -> int:
 
 # After one worker died, the others have this long to stop cleanly before they are killed.
 WORKER_STOP_GRACE_S = 10.0
+SUPERVISOR_POLL_S = 1.0
 
 
 def _run_workers(args: argparse.Namespace) -> int:
@@ -194,7 +195,11 @@ def _run_workers(args: argparse.Namespace) -> int:
     failed: list[str] = []
     kill_at: float | None = None  # once the others were asked to stop because one died
     while any(w.exitcode is None for w in workers):
-        timeout = None if kill_at is None else max(0.0, kill_at - time.monotonic())
+        # The exit codes are also looked at every second, not only when a sentinel fires:
+        # on a fresh CI root a worker's death once went unnoticed by the sentinel wait.
+        timeout = SUPERVISOR_POLL_S
+        if kill_at is not None:
+            timeout = min(timeout, max(0.0, kill_at - time.monotonic()))
         wait([w.sentinel for w in workers if w.exitcode is None], timeout)
         if kill_at is not None and time.monotonic() >= kill_at:
             # A worker that does not stop (stuck on a lock the dead one held) is killed: it
