@@ -13,33 +13,14 @@ import pytest
 
 from device.agent import Agent
 from device.capture.loop import CaptureLoop
-from device.capture.types import CapturedFrame, EventClosed
+from device.capture.types import CapturedFrame
 from device.clock import ClockProbe
 from device.hardware.camera_replay import ReplayCamera
 from device.store.db import open_readonly
 from device.store.store import DB_NAME
 from tests.support.clock import ManualClock
+from tests.support.recorder import Recorder
 from tests.support.world import trap_settings, write_jpegs
-
-
-class Recorder:
-    """A sink that keeps what capture hands over."""
-
-    def __init__(self) -> None:
-        self.items: list[CapturedFrame | EventClosed] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, item: CapturedFrame | EventClosed) -> None:
-        with self.lock:
-            self.items.append(item)
-
-    def frames(self) -> list[CapturedFrame]:
-        with self.lock:
-            return [i for i in self.items if isinstance(i, CapturedFrame)]
-
-    def events(self) -> list[EventClosed]:
-        with self.lock:
-            return [i for i in self.items if isinstance(i, EventClosed)]
 
 
 def gaps(frames: list[CapturedFrame]) -> list[float]:

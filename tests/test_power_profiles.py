@@ -13,14 +13,13 @@ the test's ManualClock, as do all of capture's intervals and the windows' wall t
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from device.agent import Agent
 from device.capture.loop import CaptureLoop
-from device.capture.types import CapturedFrame, EventClosed
+from device.capture.types import CapturedFrame
 from device.clock import ClockProbe
 from device.hardware.camera_replay import ReplayCamera
 from device.power.camera_power import CameraPower
@@ -28,24 +27,11 @@ from device.power.counters import EnergyCounters
 from device.store.db import open_readonly
 from device.store.store import DB_NAME
 from tests.support.clock import ManualClock
+from tests.support.recorder import Recorder
 from tests.support.world import trap_settings, write_jpegs
 
 START_DELAY_S = 0.8  # what this test's "sensor" takes to start streaming
 NOON = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.items: list[CapturedFrame | EventClosed] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, item: CapturedFrame | EventClosed) -> None:
-        with self.lock:
-            self.items.append(item)
-
-    def frames(self) -> list[CapturedFrame]:
-        with self.lock:
-            return [i for i in self.items if isinstance(i, CapturedFrame)]
 
 
 class Trap:
