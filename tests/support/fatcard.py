@@ -497,8 +497,8 @@ def _exfat_mount(image: Path, at: Path, *, read_only: bool) -> Iterator[CardMoun
         _run([_tool("mount.exfat-fuse"), "-o", options, loop, str(at)])
     finally:
         _run([_tool("losetup"), "--detach", loop])
-    # It daemonized: its process is the one holding the loop device open.
-    pidfd = os.pidfd_open(_holder_of(loop))
+    # It daemonized: its process is the one whose argv names this loop device and mount point.
+    pidfd = os.pidfd_open(_exfat_daemon_of(loop, at))
     card = CardMount(path=at, image=image, _pidfd=pidfd)
     try:
         yield card
@@ -506,16 +506,19 @@ def _exfat_mount(image: Path, at: Path, *, read_only: bool) -> Iterator[CardMoun
         card._unmount()
 
 
-def _holder_of(device: str) -> int:
+def _exfat_daemon_of(device: str, at: Path) -> int:
+    """The exfat-fuse process serving ``device`` at ``at``. Not merely a process with the
+    device open: a parallel test's losetup or blkid probes loop devices too, and pulling the
+    card must kill this mount's daemon, never theirs."""
+    wanted = {device, str(at)}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         with suppress(OSError):
-            for fd in (entry / "fd").iterdir():
-                with suppress(OSError):
-                    if os.readlink(fd) == device:
-                        return int(entry.name)
-    raise RuntimeError(f"no process holds {device} open after mount.exfat-fuse mounted it")
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            if Path(argv[0]).name == "mount.exfat-fuse" and wanted <= set(argv):
+                return int(entry.name)
+    raise RuntimeError(f"no mount.exfat-fuse process serves {device} at {at}")
 
 
 def _fusermount(at: Path, *, lazy: bool) -> bool:
