@@ -138,12 +138,15 @@ class _Direction:
                 wait = arrive - time.monotonic()
                 if wait > 0:
                     time.sleep(wait)
+                # Counted before it is sent: once the far end holds the bytes, the counter
+                # already does (a test reading it right after its peer got everything raced
+                # the count when it came after ``sendall``).
+                self.emulator._count(self.up, len(data))
                 self.dst.sendall(data)
                 with self.cond:
                     self.queue.popleft()
                     self.held -= len(data)
                     self.cond.notify_all()
-                self.emulator._count(self.up, len(data))
         except OSError:
             pass
         close_all((self.src, self.dst))

@@ -69,10 +69,10 @@ class TcpProxy:
                 data = src.recv(65536)
                 if not data:
                     break
-                dst.sendall(data)
-                if up:
+                if up:  # counted first: once the far end has the bytes, so does the count
                     with self._lock:
                         self.bytes_up += len(data)
+                dst.sendall(data)
         except OSError:
             pass
         finally:
