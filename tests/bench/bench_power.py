@@ -7,8 +7,8 @@
   two figures share one idle period (``CAMTRAP_BENCH_IDLE_S``, default 300 s).
 - ``cpu_s_per_event``: one 3-frame burst through capture, vision and upload (a real mosquitto
   and a real ingest), the agent's CPU seconds over the event minus its idle CPU over the same
-  time; measured on the second burst. ``cpu_s_first_event`` is the first, which also pays
-  what is done once per run.
+  time; measured on the second burst. ``cpu_s_first_event`` is the first, which would also pay
+  anything done once per run.
 
 Thread counts, RSS and which threads woke (voluntary context switches per thread) are
 printed as ``#`` comment lines: they explain the figure, they are not figures.
@@ -283,23 +283,23 @@ def print_idle(figures: IdleFigures) -> None:
 # -- one event, end to end ------------------------------------------------------------------------
 
 
+def agent_threads() -> dict[int, ThreadSample]:
+    """Every thread of this process but the main one (the bench's own)."""
+    main_tid = threading.main_thread().native_id
+    return {tid: s for tid, s in thread_samples(os.getpid()).items() if tid != main_tid}
+
+
 def agent_threads_cpu_s() -> float:
-    """CPU seconds of every thread of this process but the main one (the bench's own)."""
-    main_tid = threading.main_thread().native_id
-    return sum(
-        sample.cpu_s for tid, sample in thread_samples(os.getpid()).items() if tid != main_tid
-    )
+    return sum(sample.cpu_s for sample in agent_threads().values())
 
 
-def _busiest(before: dict[int, ThreadSample], top: int = 5) -> str:
-    """CPU seconds each thread name used since ``before``, busiest first."""
+def cpu_by_thread_name(before: dict[int, ThreadSample]) -> Counter[str]:
+    """CPU seconds each thread name used since ``before`` (an ``agent_threads()``)."""
     used: Counter[str] = Counter()
-    main_tid = threading.main_thread().native_id
-    for tid, sample in thread_samples(os.getpid()).items():
-        if tid != main_tid:
-            start = before.get(tid)
-            used[sample.name] += sample.cpu_s - (start.cpu_s if start else 0.0)
-    return ", ".join(f"{name} {cpu_s:.2f}" for name, cpu_s in used.most_common(top))
+    for tid, sample in agent_threads().items():
+        start = before.get(tid)
+        used[sample.name] += sample.cpu_s - (start.cpu_s if start else 0.0)
+    return used
 
 
 def bench_cpu_per_event(idle_s: float = 30.0) -> None:
@@ -364,12 +364,11 @@ def bench_cpu_per_event(idle_s: float = 30.0) -> None:
         time.sleep(idle_s)
         idle_rate = (agent_threads_cpu_s() - idle_cpu0) / idle_s
         assert agent.pir is not None
-        # The first event also pays what is done once per run (the interpreter's first
-        # invocations, code imported on first use); the second is what later events cost.
+        # A first event would also pay anything done once per run (code imported on first
+        # use, say); the second is what later events cost.
         for name, bursts in (("cpu_s_first_event", 1), ("cpu_s_per_event", 2)):
             start = time.monotonic()
-            cpu0 = agent_threads_cpu_s()
-            threads0 = thread_samples(os.getpid())
+            threads0 = agent_threads()
             agent.pir.mock_pin().drive_high()
             deadline = start + 120
             while time.monotonic() < deadline:
@@ -384,13 +383,15 @@ def bench_cpu_per_event(idle_s: float = 30.0) -> None:
             else:
                 raise RuntimeError("the event did not reach the ingest within 120 s")
             elapsed = time.monotonic() - start
-            used = agent_threads_cpu_s() - cpu0
+            by_thread = cpu_by_thread_name(threads0)
+            used = sum(by_thread.values())
             agent.pir.mock_pin().drive_low()
             emit(name, used - idle_rate * elapsed, "s")
             print(
                 f"# {name}: one 3-frame 1280x720 burst, classified and acknowledged by ingest in"
                 f" {elapsed:.1f} s; agent threads {used:.2f} CPU s, idle {idle_rate * 100:.2f}%"
-                f" of a core subtracted; by thread: {_busiest(threads0)}",
+                f" of a core subtracted; by thread: "
+                + ", ".join(f"{n} {cpu_s:.2f}" for n, cpu_s in by_thread.most_common(5)),
                 flush=True,
             )
             time.sleep(settings.capture.cooldown_s + 1.0)  # the PIR low, the cooldown over
